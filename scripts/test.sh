@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test. Installs and starts what the tests need, so it works on a
+# fresh machine: OpenClaw and a private Node 24 (npm registry), PostgreSQL
+# (Debian package), KMS-compatible servers (Go module proxy).
+# With CI=true, tests that need root, PostgreSQL, OpenClaw or a KMS server
+# fail rather than skip when their dependency is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+step() { printf '\n== %s\n' "$*" >&2; }
+t0=$SECONDS
+
+step "static checks"
+make -s check
+
+step "OpenClaw (pinned) + private Node"
+export CLAWHOLD_OPENCLAW_DIR=${CLAWHOLD_OPENCLAW_DIR:-$root/.cache/openclaw}
+scripts/install-openclaw.sh >&2
+
+step "PostgreSQL"
+pgline=$(scripts/postgres.sh start | grep '^CLAWHOLD_TEST_POSTGRES_DSN=' || true)
+if [ -n "$pgline" ]; then
+  export "$pgline"
+  trap 'scripts/postgres.sh stop >&2 || true' EXIT
+fi
+
+step "KMS test servers"
+if [ -x scripts/kms-servers.sh ]; then
+  eval "$(scripts/kms-servers.sh install)"
+fi
+
+step "go test"
+go test -count=1 -timeout 20m ./...
+
+step "race detector on the concurrent packages"
+go test -count=1 -race -short -timeout 15m ./keys ./secrets
+
+step "fuzz smoke (seed corpus + 10 s each)"
+go test -run '^$' -fuzz FuzzParseHeader -fuzztime 10s ./keys
+go test -run '^$' -fuzz FuzzServeProvider -fuzztime 10s ./secrets
+
+echo "all tests passed in $((SECONDS - t0)) s" >&2
