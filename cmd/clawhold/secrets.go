@@ -247,10 +247,6 @@ func (a *app) secretsRmCmd() *cobra.Command {
 	return cmd
 }
 
-// providerBudget keeps an answer inside OpenClaw's default 5 s timeoutMs,
-// with room for process start.
-const providerBudget = 4500 * time.Millisecond
-
 func (a *app) secretsProviderCmd() *cobra.Command {
 	var tenant string
 	cmd := &cobra.Command{
@@ -263,7 +259,7 @@ stdout. Every id asked for is recorded as a secret read. See
 docs/openclaw-secrets.md, or run: clawhold secrets provider-config`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := context.WithTimeout(cmd.Context(), providerBudget)
+			ctx, cancel := context.WithTimeout(cmd.Context(), secrets.ProviderTimeout)
 			defer cancel()
 			in, s, err := a.openSecrets(ctx, tenant, false)
 			if err != nil {
