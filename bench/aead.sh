@@ -8,7 +8,7 @@ echo "# machine: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpui
 echo "# go: $(go version | cut -d' ' -f3), openssl: $(openssl version | cut -d' ' -f2)"
 echo
 echo "## clawhold (go test -bench, MB/s = 10^6 bytes/s)"
-go test -run '^$' -bench 'Benchmark(Seal|Open)' -benchtime "${secs}s" ./keys | grep -E '^Benchmark' \
+go test -run '^$' -bench 'Benchmark(Seal|Open|Primitive)' -benchtime "${secs}s" ./keys | grep -E '^Benchmark' \
   | awk '{printf "%-55s %12s MB/s\n", $1, $(NF-1)}'
 echo
 echo "## openssl speed -evp (same machine, same run; openssl reports kB/s = 10^3 bytes/s)"

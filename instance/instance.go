@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -139,12 +140,16 @@ func openStore(ctx context.Context, cfg *config.Config, dir string) (store.Store
 	}
 }
 
-// Close releases the store.
+// Close releases the store and the root key's connections, if any.
 func (in *Instance) Close() error {
-	if in.Store == nil {
-		return nil
+	var errs []error
+	if c, ok := in.Root.(io.Closer); ok {
+		errs = append(errs, c.Close())
 	}
-	return in.Store.Close()
+	if in.Store != nil {
+		errs = append(errs, in.Store.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // db opens the database of tenant ("system" for the system database).

@@ -28,7 +28,7 @@ func TestFormatGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ct, err := seal(a, zeroReader{}, Header{Format: formatV1, Algorithm: tt.alg, KeyID: "tenant:ac", Version: 7}, c, []byte("hello"))
+		ct, err := seal(nil, a, zeroReader{}, Header{Format: formatV1, Algorithm: tt.alg, KeyID: "tenant:ac", Version: 7}, c, []byte("hello"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestFormatGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pt, err := open(a, h, ct[:len(ct)-len(body)], body, c)
+		pt, err := open(nil, a, h, ct[:len(ct)-len(body)], body, c)
 		if err != nil || string(pt) != "hello" {
 			t.Fatalf("open: %v", err)
 		}

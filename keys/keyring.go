@@ -346,26 +346,31 @@ func (k *Keyring) SealTx(ctx context.Context, tx *store.Tx, c Context, plaintext
 	if err != nil {
 		return nil, 0, err
 	}
-	out, err := seal(a, k.opts.Rand, Header{Format: formatV1, Algorithm: v.alg, KeyID: k.name, Version: v.n}, c, plaintext)
+	out, err := seal(nil, a, k.opts.Rand, Header{Format: formatV1, Algorithm: v.alg, KeyID: k.name, Version: v.n}, c, plaintext)
 	return out, v.n, err
 }
 
-// seal writes h (with a fresh random nonce) and the sealed plaintext.
+// seal appends h (with a fresh random nonce) and the sealed plaintext to dst.
 // Random nonces are safe here because every data key is derived per
 // (version, user, session) and versions rotate within 90 days, keeping each
 // AES-GCM key far below the 2^32-message bound of NIST SP 800-38D.
-func seal(a cipher.AEAD, random io.Reader, h Header, c Context, plaintext []byte) ([]byte, error) {
+func seal(dst []byte, a cipher.AEAD, random io.Reader, h Header, c Context, plaintext []byte) ([]byte, error) {
 	h.Nonce = make([]byte, h.Algorithm.NonceSize())
 	if _, err := io.ReadFull(random, h.Nonce); err != nil {
 		return nil, fmt.Errorf("reading nonce: %w", err)
 	}
-	out := h.appendTo(make([]byte, 0, h.size()+len(plaintext)+tagSize))
-	return a.Seal(out, h.Nonce, plaintext, associatedData(out, c)), nil
+	if dst == nil {
+		dst = make([]byte, 0, h.size()+len(plaintext)+tagSize)
+	}
+	start := len(dst)
+	dst = h.appendTo(dst)
+	return a.Seal(dst, h.Nonce, plaintext, associatedData(dst[start:], c)), nil
 }
 
-// open authenticates and decrypts body under the header bytes hdr.
-func open(a cipher.AEAD, h Header, hdr, body []byte, c Context) ([]byte, error) {
-	pt, err := a.Open(nil, h.Nonce, body, associatedData(hdr, c))
+// open authenticates and decrypts body under the header bytes hdr,
+// appending the plaintext to dst.
+func open(dst []byte, a cipher.AEAD, h Header, hdr, body []byte, c Context) ([]byte, error) {
+	pt, err := a.Open(dst, h.Nonce, body, associatedData(hdr, c))
 	if err != nil {
 		return nil, ErrOpen
 	}
@@ -431,7 +436,7 @@ func (k *Keyring) Open(ctx context.Context, c Context, ciphertext []byte) ([]byt
 	if err != nil {
 		return nil, err
 	}
-	return open(a, h, ciphertext[:len(ciphertext)-len(body)], body, c)
+	return open(nil, a, h, ciphertext[:len(ciphertext)-len(body)], body, c)
 }
 
 // version finds n, reloading from the database once if it is unknown (a

@@ -10,6 +10,12 @@ root=$PWD
 step() { printf '\n== %s\n' "$*" >&2; }
 t0=$SECONDS
 
+# The KMS test servers take minutes to compile (Vault above all): start that
+# first, in the background, while the network-bound installs run.
+kmslog=$(mktemp)
+scripts/kms-servers.sh install >"$kmslog" 2>&1 &
+kmspid=$!
+
 step "static checks"
 make -s check
 
@@ -24,10 +30,14 @@ if [ -n "$pgline" ]; then
   trap 'scripts/postgres.sh stop >&2 || true' EXIT
 fi
 
-step "KMS test servers"
-if [ -x scripts/kms-servers.sh ]; then
-  eval "$(scripts/kms-servers.sh install)"
+step "KMS test servers (Vault, local-kms)"
+if ! wait "$kmspid"; then
+  cat "$kmslog" >&2
+  echo "scripts/kms-servers.sh install failed" >&2
+  exit 1
 fi
+tail -n 3 "$kmslog" >&2
+eval "$(scripts/kms-servers.sh env)"
 
 step "go test"
 go test -count=1 -timeout 20m ./...
