@@ -84,6 +84,9 @@ type Keyring struct {
 	cache   map[dataKeyID]cipher.AEAD
 }
 
+// version is immutable once loaded: a reload builds new versions and only
+// the unwrapped material is carried over, so readers never see a version
+// change under them.
 type version struct {
 	n           uint32
 	alg         Algorithm
@@ -92,8 +95,14 @@ type version struct {
 	destroyed   time.Time
 	rootID      string
 	wrapped     []byte
+	km          *keyMaterial
+}
 
-	once     sync.Once // unwraps material on first use
+// keyMaterial is a version's unwrapped key, fetched from the root once and
+// shared by every in-memory copy of that version.
+type keyMaterial struct {
+	mu       sync.Mutex
+	loaded   bool
 	material []byte
 	err      error
 }
@@ -209,12 +218,14 @@ func (k *Keyring) loadTx(ctx context.Context, tx *store.Tx) error {
 	defer k.mu.Unlock()
 	for n, v := range loaded {
 		old, ok := k.versions[n]
-		if ok && v.destroyed.IsZero() && bytesEqual(old.wrapped, v.wrapped) {
-			// Keep the unwrapped material; refresh state only.
-			old.deactivated, old.destroyed = v.deactivated, v.destroyed
-			loaded[n] = old
-		} else if ok {
-			old.wipe()
+		switch {
+		case !ok:
+			v.km = &keyMaterial{}
+		case v.destroyed.IsZero() && bytesEqual(old.wrapped, v.wrapped):
+			v.km = old.km // keep the unwrapped material
+		default:
+			old.km.wipe()
+			v.km = &keyMaterial{}
 		}
 	}
 	k.versions = loaded
@@ -224,12 +235,13 @@ func (k *Keyring) loadTx(ctx context.Context, tx *store.Tx) error {
 
 func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
-// wipe zeroes unwrapped material. Called only once no Seal/Open can use the
-// version any more.
-func (v *version) wipe() {
-	v.once.Do(func() {}) // forbid a later unwrap
-	zero(v.material)
-	v.material = nil
+// wipe zeroes unwrapped material and forbids unwrapping it again. Called
+// once the version is destroyed.
+func (m *keyMaterial) wipe() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	zero(m.material)
+	m.material, m.loaded, m.err = nil, true, errors.New("key version was destroyed")
 }
 
 func wrapAAD(keyring string, n uint32, alg Algorithm) []byte {
@@ -238,33 +250,30 @@ func wrapAAD(keyring string, n uint32, alg Algorithm) []byte {
 	return append(ad, byte(alg))
 }
 
-// key returns the version's unwrapped material, asking the root once.
-func (k *Keyring) key(ctx context.Context, v *version) ([]byte, error) {
-	v.once.Do(func() {
+// withKey calls fn with the version's unwrapped material, asking the root
+// the first time. fn must not keep the slice.
+func (k *Keyring) withKey(ctx context.Context, v *version, fn func(material []byte) error) error {
+	m := v.km
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.loaded {
+		m.loaded = true
 		if v.wrapped == nil {
-			v.err = fmt.Errorf("key version %d of %s was destroyed", v.n, k.name)
-			return
-		}
-		m, err := k.root.Unwrap(ctx, v.wrapped, wrapAAD(k.name, v.n, v.alg))
-		if err != nil {
-			v.err = fmt.Errorf("unwrapping key version %d of %s (sealed by root %s, configured root %s): %w",
+			m.err = fmt.Errorf("key version %d of %s was destroyed", v.n, k.name)
+		} else if mat, err := k.root.Unwrap(ctx, v.wrapped, wrapAAD(k.name, v.n, v.alg)); err != nil {
+			m.err = fmt.Errorf("unwrapping key version %d of %s (sealed by root %s, configured root %s): %w",
 				v.n, k.name, v.rootID, k.root.ID(), err)
-			return
+		} else if len(mat) != KeySize {
+			zero(mat)
+			m.err = fmt.Errorf("unwrapping key version %d of %s: material has wrong size", v.n, k.name)
+		} else {
+			m.material = mat
 		}
-		if len(m) != KeySize {
-			zero(m)
-			v.err = fmt.Errorf("unwrapping key version %d of %s: material has wrong size", v.n, k.name)
-			return
-		}
-		v.material = m
-	})
-	if v.err != nil {
-		return nil, v.err
 	}
-	if v.material == nil {
-		return nil, fmt.Errorf("key version %d of %s was destroyed", v.n, k.name)
+	if m.err != nil {
+		return m.err
 	}
-	return v.material, nil
+	return fn(m.material)
 }
 
 // dataAEAD returns the AEAD for the data key of (version, user, session).
@@ -276,16 +285,15 @@ func (k *Keyring) dataAEAD(ctx context.Context, v *version, user, session string
 	if ok {
 		return a, nil
 	}
-	material, err := k.key(ctx, v)
-	if err != nil {
-		return nil, err
-	}
-	dk, err := deriveDataKey(material, k.name, v.n, v.alg, k.tenant, user, session)
-	if err != nil {
-		return nil, fmt.Errorf("deriving data key: %w", err)
-	}
-	a, err = newAEAD(v.alg, dk)
-	zero(dk)
+	err := k.withKey(ctx, v, func(material []byte) error {
+		dk, err := deriveDataKey(material, k.name, v.n, v.alg, k.tenant, user, session)
+		if err != nil {
+			return fmt.Errorf("deriving data key: %w", err)
+		}
+		a, err = newAEAD(v.alg, dk)
+		zero(dk)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
