@@ -19,6 +19,10 @@ func main() {
 	// Everything clawhold creates is private: database files, WAL files,
 	// backups, keys. Set before any file is created.
 	syscall.Umask(0o077)
+	if err := harden(); err != nil {
+		fmt.Fprintln(os.Stderr, "clawhold:", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
