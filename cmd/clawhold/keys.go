@@ -28,7 +28,21 @@ can be retired (destroyed).`,
 	return cmd
 }
 
-// keyrings opens the keyring of one tenant, or all of them when tenant is "".
+// openKeyrings opens the installation and the keyring of one tenant, or of
+// every tenant and the system when tenant is "". The caller closes in.
+func (a *app) openKeyrings(ctx context.Context, tenant string) (*instance.Instance, []*keys.Keyring, error) {
+	in, err := a.open(ctx, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	krs, err := keyringsFor(ctx, in, tenant)
+	if err != nil {
+		in.Close()
+		return nil, nil, err
+	}
+	return in, krs, nil
+}
+
 func keyringsFor(ctx context.Context, in *instance.Instance, tenant string) ([]*keys.Keyring, error) {
 	if tenant == "" {
 		return in.Keyrings(ctx)
@@ -51,15 +65,11 @@ func (a *app) keysStatusCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			in, err := a.open(ctx, false)
+			in, krs, err := a.openKeyrings(ctx, tenant)
 			if err != nil {
 				return err
 			}
 			defer in.Close()
-			krs, err := keyringsFor(ctx, in, tenant)
-			if err != nil {
-				return err
-			}
 			var all []keys.Status
 			for _, k := range krs {
 				st, err := k.Status(ctx)
@@ -113,15 +123,11 @@ func (a *app) keysRotateCmd() *cobra.Command {
 				return fmt.Errorf("name one keyring with --tenant NAME (\"system\" for the system keyring), or rotate every keyring with --all")
 			}
 			ctx := cmd.Context()
-			in, err := a.open(ctx, false)
+			in, krs, err := a.openKeyrings(ctx, tenant)
 			if err != nil {
 				return err
 			}
 			defer in.Close()
-			krs, err := keyringsFor(ctx, in, tenant)
-			if err != nil {
-				return err
-			}
 			type result struct {
 				Keyring string `json:"keyring"`
 				Version uint32 `json:"version"`
@@ -167,15 +173,11 @@ func (a *app) keysRewrapCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			in, err := a.open(ctx, false)
+			in, krs, err := a.openKeyrings(ctx, tenant)
 			if err != nil {
 				return err
 			}
 			defer in.Close()
-			krs, err := keyringsFor(ctx, in, tenant)
-			if err != nil {
-				return err
-			}
 			type result struct {
 				Keyring string `json:"keyring"`
 				keys.RewrapResult
@@ -233,15 +235,11 @@ Backups made while the version was in use cannot be restored after it is retired
 				return fmt.Errorf("version %q: want a version number such as 3 or v3", args[0])
 			}
 			ctx := cmd.Context()
-			in, err := a.open(ctx, false)
+			in, krs, err := a.openKeyrings(ctx, tenant)
 			if err != nil {
 				return err
 			}
 			defer in.Close()
-			krs, err := keyringsFor(ctx, in, tenant)
-			if err != nil {
-				return err
-			}
 			k := krs[0]
 			if err := k.Retire(ctx, uint32(n)); err != nil {
 				return err
