@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -13,8 +14,10 @@ import (
 	"time"
 )
 
-// migrationFiles holds the schema, per dialect and kind of database:
-// migrations/<sqlite|postgres>/<system|tenant>/NNNN_name.sql.
+// migrationFiles holds the schema, per dialect:
+// migrations/<sqlite|postgres>/common/NNNN_name.sql for every database, and
+// migrations/<sqlite|postgres>/<system|tenant>/NNNN_name.sql for one kind.
+// Common and kind-specific migrations share one version sequence.
 //
 //go:embed migrations
 var migrationFiles embed.FS
@@ -33,35 +36,43 @@ type migration struct {
 	sql     string
 }
 
-// loadMigrations returns the migrations for one dialect and kind, sorted by
-// version.
+// loadMigrations returns the migrations for one dialect and kind (the
+// common ones and the kind's own), sorted by version.
 func loadMigrations(d Dialect, kind dbKind) ([]migration, error) {
-	dir := path.Join("migrations", d.String(), string(kind))
-	entries, err := fs.ReadDir(migrationFiles, dir)
-	if err != nil {
-		return nil, fmt.Errorf("reading migrations %s: %w", dir, err)
-	}
 	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || !strings.HasSuffix(name, ".sql") {
-			continue
+	for _, sub := range []string{"common", string(kind)} {
+		dir := path.Join("migrations", d.String(), sub)
+		entries, err := fs.ReadDir(migrationFiles, dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a kind with no migrations of its own
 		}
-		prefix, _, ok := strings.Cut(name, "_")
-		v, err := strconv.ParseInt(prefix, 10, 64)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s/%s: name must be NNNN_description.sql", dir, name)
-		}
-		body, err := fs.ReadFile(migrationFiles, path.Join(dir, name))
 		if err != nil {
-			return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
+			return nil, fmt.Errorf("reading migrations %s: %w", dir, err)
 		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
+		for _, e := range entries {
+			name := e.Name()
+			if e.IsDir() || !strings.HasSuffix(name, ".sql") {
+				continue
+			}
+			prefix, _, ok := strings.Cut(name, "_")
+			v, err := strconv.ParseInt(prefix, 10, 64)
+			if !ok || err != nil || v <= 0 {
+				return nil, fmt.Errorf("migration %s/%s: name must be NNNN_description.sql", dir, name)
+			}
+			body, err := fs.ReadFile(migrationFiles, path.Join(dir, name))
+			if err != nil {
+				return nil, fmt.Errorf("reading migration %s/%s: %w", dir, name, err)
+			}
+			ms = append(ms, migration{version: v, name: path.Join(sub, name), sql: string(body)})
+		}
+	}
+	if len(ms) == 0 {
+		return nil, fmt.Errorf("no migrations for %s %s databases", d, kind)
 	}
 	slices.SortFunc(ms, func(a, b migration) int { return cmp.Compare(a.version, b.version) })
 	for i := 1; i < len(ms); i++ {
 		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s in %s share version %d", ms[i-1].name, ms[i].name, dir, ms[i].version)
+			return nil, fmt.Errorf("migrations %s and %s share version %d", ms[i-1].name, ms[i].name, ms[i].version)
 		}
 	}
 	return ms, nil

@@ -1,4 +1,4 @@
--- Key material and secrets for one tenant. Times are unix milliseconds.
+-- Key material, secrets and events: every database (system and each tenant). Times are unix milliseconds.
 
 CREATE TABLE key_versions (
     keyring        TEXT    NOT NULL,
