@@ -104,31 +104,6 @@ func Check(path string) error {
 	return checkParents("data dir", path)
 }
 
-// CheckPrivateFile returns an error unless path is a regular file, not a
-// symlink, owned by the running user, that no other user can read, write or
-// run, in directories that no other user can use to replace it: the checks
-// for key files, password files and tokens. Each error says how to fix the
-// problem.
-func CheckPrivateFile(path string) error {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return fmt.Errorf("checking secret file: %w", err)
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		if target, err := filepath.EvalSymlinks(path); err == nil {
-			return fmt.Errorf("secret file %s is a symlink to %s: point clawhold at the real file", path, target)
-		}
-		return fmt.Errorf("secret file %s is a symlink: point clawhold at a regular file", path)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("secret file %s is not a regular file (mode %s)", path, fi.Mode())
-	}
-	if err := checkOwnerMode("secret file", path, fi); err != nil {
-		return err
-	}
-	return checkParents("secret file", path)
-}
-
 // checkOwnerMode checks that fi, the Lstat of path, is owned by the running
 // user and has no group or other permission bits.
 func checkOwnerMode(what, path string, fi fs.FileInfo) error {

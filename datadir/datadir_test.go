@@ -281,7 +281,13 @@ func TestEnsure(t *testing.T) {
 	})
 }
 
-func TestCheckPrivateFile(t *testing.T) {
+// readPrivate is ReadPrivateFile as the key and password loaders call it.
+func readPrivate(path string) error {
+	_, err := ReadPrivateFile("secret file", path, 4096, false)
+	return err
+}
+
+func TestPrivateFileChecks(t *testing.T) {
 	tests := []struct {
 		mode fs.FileMode
 		want string // "" for no error; %s is the path
@@ -305,15 +311,15 @@ func TestCheckPrivateFile(t *testing.T) {
 			if err := os.Chmod(path, tt.mode); err != nil {
 				t.Fatal(err)
 			}
-			err := CheckPrivateFile(path)
+			err := readPrivate(path)
 			if tt.want == "" {
 				if err != nil {
-					t.Fatalf("CheckPrivateFile = %v, want nil", err)
+					t.Fatalf("ReadPrivateFile = %v, want nil", err)
 				}
 				return
 			}
 			if want := fmt.Sprintf(tt.want, path, path); err == nil || err.Error() != want {
-				t.Errorf("CheckPrivateFile = %v\nwant %s", err, want)
+				t.Errorf("ReadPrivateFile = %v\nwant %s", err, want)
 			}
 		})
 	}
@@ -327,18 +333,18 @@ func TestCheckPrivateFile(t *testing.T) {
 		if err := os.Symlink(real, link); err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckPrivateFile(link); err == nil || !strings.Contains(err.Error(), "is a symlink to "+real) {
-			t.Errorf("CheckPrivateFile(symlink) = %v", err)
+		if err := readPrivate(link); err == nil || !strings.Contains(err.Error(), "is a symlink to "+real) {
+			t.Errorf("ReadPrivateFile(symlink) = %v", err)
 		}
 	})
 	t.Run("directory", func(t *testing.T) {
-		if err := CheckPrivateFile(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("CheckPrivateFile(dir) = %v", err)
+		if err := readPrivate(t.TempDir()); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("ReadPrivateFile(dir) = %v", err)
 		}
 	})
 	t.Run("missing", func(t *testing.T) {
-		if err := CheckPrivateFile(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("CheckPrivateFile(missing) = %v, want a not-exist error", err)
+		if err := readPrivate(filepath.Join(t.TempDir(), "nope")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("ReadPrivateFile(missing) = %v, want a not-exist error", err)
 		}
 	})
 	t.Run("wrong owner", func(t *testing.T) {
@@ -351,8 +357,8 @@ func TestCheckPrivateFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := fmt.Sprintf("secret file %s is owned by uid %d, not %d (you); run: chown %d %s or use another file", path, nobody, os.Getuid(), os.Getuid(), path)
-		if err := CheckPrivateFile(path); err == nil || err.Error() != want {
-			t.Errorf("CheckPrivateFile = %v\nwant %s", err, want)
+		if err := readPrivate(path); err == nil || err.Error() != want {
+			t.Errorf("ReadPrivateFile = %v\nwant %s", err, want)
 		}
 	})
 	t.Run("world-writable directory", func(t *testing.T) {
@@ -362,8 +368,8 @@ func TestCheckPrivateFile(t *testing.T) {
 		if err := os.WriteFile(path, []byte("k"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := CheckPrivateFile(path); err == nil || !strings.Contains(err.Error(), "parent directory "+dir+" is mode 0777") {
-			t.Errorf("CheckPrivateFile = %v", err)
+		if err := readPrivate(path); err == nil || !strings.Contains(err.Error(), "parent directory "+dir+" is mode 0777") {
+			t.Errorf("ReadPrivateFile = %v", err)
 		}
 	})
 }
@@ -501,5 +507,36 @@ func TestResolve(t *testing.T) {
 				t.Errorf("resolve = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestReadPrivateFile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "token")
+	if err := os.WriteFile(p, []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ReadPrivateFile("token file", p, 16, false); err != nil || string(b) != "s3cret" {
+		t.Fatalf("read = %q, %v", b, err)
+	}
+	if _, err := ReadPrivateFile("token file", p, 5, false); err == nil || !strings.Contains(err.Error(), "larger than 5 bytes") {
+		t.Fatalf("over the size bound: %v", err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(p, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateFile("token file", link, 16, false); err == nil || !strings.Contains(err.Error(), "is a symlink to "+p) {
+		t.Fatalf("symlink without follow: %v", err)
+	}
+	if b, err := ReadPrivateFile("token file", link, 16, true); err != nil || string(b) != "s3cret" {
+		t.Fatalf("symlink with follow: %q, %v", b, err)
+	}
+	// follow checks the target: a loose target is refused through the link.
+	if err := os.Chmod(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadPrivateFile("token file", link, 16, true); err == nil || !strings.Contains(err.Error(), "is mode 0644") {
+		t.Fatalf("loose target through a followed link: %v", err)
 	}
 }

@@ -124,12 +124,9 @@ func openStore(ctx context.Context, cfg *config.Config, dir string) (store.Store
 		pg := cfg.Store.Postgres
 		var password string
 		if pg.PasswordFile != "" {
-			if err := datadir.CheckPrivateFile(pg.PasswordFile); err != nil {
-				return nil, fmt.Errorf("store.postgres.password_file: %w", err)
-			}
-			b, err := os.ReadFile(pg.PasswordFile)
+			b, err := datadir.ReadPrivateFile("store.postgres.password_file", pg.PasswordFile, 4096, false)
 			if err != nil {
-				return nil, fmt.Errorf("store.postgres.password_file: %w", err)
+				return nil, err
 			}
 			password = strings.TrimRight(string(b), "\r\n")
 			clear(b)

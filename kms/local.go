@@ -16,6 +16,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/clawhold/clawhold/datadir"
 )
 
 // KeySize is the length in bytes of a local root key (AES-256).
@@ -153,78 +155,10 @@ func OpenFile(path string) (*Local, error) {
 	return newLocal("file:"+path, key)
 }
 
-// readSecretFile reads a small file holding a secret after checking that only
-// the running user can reach it: a regular file, owned by the effective uid,
-// mode&0077 == 0. A symlink is refused unless followSymlinks is set, in which
-// case its target is checked. what names the file in errors ("root key file").
-// The caller owns and must clear the result.
+// readSecretFile reads a key, token or credentials file after datadir's
+// private-file checks. The caller owns and must clear the result.
 func readSecretFile(what, path string, followSymlinks bool) ([]byte, error) {
-	f, err := openNoFollow(path, followSymlinks)
-	if err != nil {
-		if fi, lerr := os.Lstat(path); !followSymlinks && lerr == nil && fi.Mode()&fs.ModeSymlink != 0 {
-			target, _ := os.Readlink(path)
-			return nil, fmt.Errorf("%s %s is a symlink to %s: point the configuration at the file itself", what, path, target)
-		}
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", what, err)
-	}
-	if err := checkPrivate(what, path, fi); err != nil {
-		return nil, err
-	}
-	buf := make([]byte, maxKeyFileSize+1)
-	n, err := io.ReadFull(f, buf)
-	switch {
-	case err == nil:
-		clear(buf)
-		return nil, fmt.Errorf("%s %s is larger than %d bytes: it is not a %s", what, path, maxKeyFileSize, what)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
-		return buf[:n], nil
-	default:
-		clear(buf)
-		return nil, fmt.Errorf("%s: read %s: %w", what, path, err)
-	}
-}
-
-// checkPrivate enforces that fi, the opened file's metadata, describes a
-// regular file owned by the effective uid with no group or other bits.
-func checkPrivate(what, path string, fi fs.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s %s is not a regular file (%s): point the configuration at a regular file", what, path, fi.Mode().Type())
-	}
-	if uid, ok := fileOwner(fi); ok && uid != os.Geteuid() {
-		return fmt.Errorf("%s %s is owned by uid %d, but clawhold runs as uid %d: run chown %d %s", what, path, uid, os.Geteuid(), os.Geteuid(), path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return fmt.Errorf("%s %s is mode %04o (%s): run chmod 600 %s", what, path, perm, exposure(perm), path)
-	}
-	return nil
-}
-
-// exposure describes who else can reach a file with mode perm, e.g.
-// "readable by group and other users".
-func exposure(perm fs.FileMode) string {
-	var can []string
-	if perm&0o044 != 0 {
-		can = append(can, "readable")
-	}
-	if perm&0o022 != 0 {
-		can = append(can, "writable")
-	}
-	if perm&0o011 != 0 && len(can) == 0 {
-		can = append(can, "executable")
-	}
-	var who []string
-	if perm&0o070 != 0 {
-		who = append(who, "group")
-	}
-	if perm&0o007 != 0 {
-		who = append(who, "other users")
-	}
-	return strings.Join(can, " and ") + " by " + strings.Join(who, " and ")
+	return datadir.ReadPrivateFile(what, path, maxKeyFileSize, followSymlinks)
 }
 
 // GenerateFile creates a new root key file at path holding 32 random bytes,

@@ -303,15 +303,15 @@ func TestFileRefusesUnsafe(t *testing.T) {
 		want  []string
 	}{
 		{"mode 0644", func(t *testing.T) string { return writeKeyFile(t, key, 0o644) },
-			[]string{"is mode 0644 (readable by group and other users): run chmod 600 "}},
+			[]string{"is mode 0644: other users can read it; run: chmod 600 "}},
 		{"mode 0640", func(t *testing.T) string { return writeKeyFile(t, key, 0o640) },
-			[]string{"is mode 0640 (readable by group): run chmod 600 "}},
+			[]string{"is mode 0640: other users can read it; run: chmod 600 "}},
 		{"mode 0604", func(t *testing.T) string { return writeKeyFile(t, key, 0o604) },
-			[]string{"is mode 0604 (readable by other users): run chmod 600 "}},
+			[]string{"is mode 0604: other users can read it; run: chmod 600 "}},
 		{"mode 0620", func(t *testing.T) string { return writeKeyFile(t, key, 0o620) },
-			[]string{"is mode 0620 (writable by group)"}},
+			[]string{"is mode 0620: other users can write to it; run: chmod 600 "}},
 		{"mode 0601", func(t *testing.T) string { return writeKeyFile(t, key, 0o601) },
-			[]string{"is mode 0601 (executable by other users)"}},
+			[]string{"is mode 0601: other users can run it; run: chmod 600 "}},
 		{"symlink", func(t *testing.T) string {
 			target := writeKeyFile(t, key, 0o600)
 			link := filepath.Join(t.TempDir(), "link.key")
@@ -319,7 +319,7 @@ func TestFileRefusesUnsafe(t *testing.T) {
 				t.Fatal(err)
 			}
 			return link
-		}, []string{"is a symlink to ", "point the configuration at the file itself"}},
+		}, []string{"is a symlink to ", "point clawhold at the real file"}},
 		{"directory", func(t *testing.T) string {
 			d := filepath.Join(t.TempDir(), "dir.key")
 			if err := os.Mkdir(d, 0o700); err != nil {
@@ -343,7 +343,7 @@ func TestFileRefusesUnsafe(t *testing.T) {
 				t.Fatal(err)
 			}
 			return p
-		}, []string{"is owned by uid 65534, but clawhold runs as uid 0: run chown 0 "}},
+		}, []string{"is owned by uid 65534, not 0 (you); run: chown 0 "}},
 		{"missing", func(t *testing.T) string { return filepath.Join(t.TempDir(), "none.key") },
 			[]string{"does not exist", "root_key.file"}},
 		{"not base64", func(t *testing.T) string {

@@ -213,7 +213,7 @@ func TestVaultTransitDevServer(t *testing.T) {
 			cfg  config.Vault
 			want string
 		}{
-			{"mode 0640", config.Vault{Address: v.addr, Key: "clawhold", TokenFile: loose}, "vault token file " + loose + " is mode 0640 (readable by group): run chmod 600 " + loose},
+			{"mode 0640", config.Vault{Address: v.addr, Key: "clawhold", TokenFile: loose}, "vault token file " + loose + " is mode 0640: other users can read it; run: chmod 600 " + loose},
 			{"missing", config.Vault{Address: v.addr, Key: "clawhold", TokenFile: loose + ".none"}, "does not exist"},
 			{"empty", config.Vault{Address: v.addr, Key: "clawhold", TokenFile: empty}, "is empty"},
 			{"no token at all", config.Vault{Address: v.addr, Key: "clawhold"}, "no Vault token: set root_key.vault.token_file"},
