@@ -17,13 +17,14 @@ import (
 
 // Types of event. Values are stable: detectors and SIEMs match on them.
 const (
-	SecretRead   = "secret.read"
-	SecretWrite  = "secret.write"
-	SecretDelete = "secret.delete"
-	SecretImport = "secret.import"
-	KeyRotate    = "key.rotate"
-	KeyRewrap    = "key.rewrap"
-	KeyRetire    = "key.retire"
+	SecretRead    = "secret.read"
+	SecretWrite   = "secret.write"
+	SecretDelete  = "secret.delete"
+	SecretImport  = "secret.import"
+	KeyRotate     = "key.rotate"
+	KeyRewrap     = "key.rewrap"
+	KeyRetire     = "key.retire"
+	KeyRewrapRoot = "key.rewrap-root"
 )
 
 // Event is one record. Detail never holds a secret value.

@@ -565,3 +565,58 @@ func TestConcurrentOpenAndRotate(t *testing.T) {
 		})
 	}
 }
+
+// A keyring moves from one root key to another: every live version is
+// re-wrapped, data still opens, the old root no longer opens the keyring,
+// and a repeated run changes nothing.
+func TestRewrapRoot(t *testing.T) {
+	ctx := context.Background()
+	for bname, open := range backends(t) {
+		t.Run(bname, func(t *testing.T) {
+			clk := newClock()
+			db := open(t, "acme")
+			oldRoot, newRoot := newTestRoot(t), &namedRoot{newTestRoot(t), "new-root"}
+			k := openTestKeyring(t, db, oldRoot, "acme", clk, AES256GCM)
+			if err := putSecret(ctx, k, "a", []byte("one")); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := k.Rotate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := putSecret(ctx, k, "b", []byte("two")); err != nil {
+				t.Fatal(err)
+			}
+			moved := openTestKeyring(t, db, newRoot, "acme", clk, AES256GCM)
+			if _, err := moved.RewrapRoot(ctx, newTestRoot(t)); err == nil {
+				t.Fatal("re-wrapped with a wrong old root")
+			}
+			n, err := moved.RewrapRoot(ctx, oldRoot)
+			if err != nil || n != 2 {
+				t.Fatalf("RewrapRoot = %d, %v; want 2 versions", n, err)
+			}
+			if n, err := moved.RewrapRoot(ctx, oldRoot); err != nil || n != 0 {
+				t.Fatalf("second RewrapRoot = %d, %v; want 0", n, err)
+			}
+			fresh := openTestKeyring(t, db, newRoot, "acme", clk, AES256GCM)
+			for name, want := range map[string]string{"a": "one", "b": "two"} {
+				if v, err := getSecret(ctx, db, fresh, name); err != nil || string(v) != want {
+					t.Fatalf("%s under the new root: %v", name, err)
+				}
+			}
+			stale := openTestKeyring(t, db, oldRoot, "acme", clk, AES256GCM)
+			if _, err := getSecret(ctx, db, stale, "a"); err == nil {
+				t.Fatal("the old root still opens the keyring")
+			}
+			if st := mustStatus(t, fresh); st.Versions[0].RootKeyID != "new-root" || st.Versions[1].RootKeyID != "new-root" {
+				t.Fatalf("root ids after the move: %+v", st.Versions)
+			}
+		})
+	}
+}
+
+type namedRoot struct {
+	*testRoot
+	id string
+}
+
+func (r *namedRoot) ID() string { return r.id }

@@ -313,3 +313,79 @@ func (k *Keyring) Maintain(ctx context.Context) (MaintainResult, error) {
 	res.Rewrap = rw
 	return res, err
 }
+
+// RewrapRoot re-wraps the material of every live version with this
+// keyring's root, taking it from the root that wrapped it before (from).
+// This is how a keyring moves to a new root key: from a local file to a
+// KMS, or from an old local root to a fresh one. Data ciphertexts do not
+// change. Versions already wrapped by the current root are left alone, so
+// an interrupted run can simply be repeated. It returns how many versions
+// it re-wrapped.
+func (k *Keyring) RewrapRoot(ctx context.Context, from Root) (int, error) {
+	n := 0
+	err := k.db.Update(ctx, func(tx *store.Tx) error {
+		n = 0
+		rows, err := tx.Query(ctx, `SELECT version, algorithm, wrapped, root_key_id FROM key_versions
+			WHERE keyring = ? AND destroyed_at IS NULL ORDER BY version`, k.name)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			n       uint32
+			alg     Algorithm
+			wrapped []byte
+			rootID  string
+		}
+		var todo []row
+		for rows.Next() {
+			var r row
+			var v int64
+			var alg string
+			if err := rows.Scan(&v, &alg, &r.wrapped, &r.rootID); err != nil {
+				rows.Close()
+				return err
+			}
+			r.n = uint32(v)
+			if r.alg, err = ParseAlgorithm(alg); err != nil {
+				rows.Close()
+				return err
+			}
+			todo = append(todo, r)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, r := range todo {
+			ad := wrapAAD(k.name, r.n, r.alg)
+			if r.rootID == k.root.ID() {
+				if m, err := k.root.Unwrap(ctx, r.wrapped, ad); err == nil {
+					zero(m)
+					continue // already under the current root
+				}
+			}
+			material, err := from.Unwrap(ctx, r.wrapped, ad)
+			if err != nil {
+				return fmt.Errorf("version %d (wrapped by %s) does not open with the old root %s: %w", r.n, r.rootID, from.ID(), err)
+			}
+			wrapped, err := k.root.Wrap(ctx, material, ad)
+			zero(material)
+			if err != nil {
+				return fmt.Errorf("wrapping version %d with %s: %w", r.n, k.root.ID(), err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE key_versions SET wrapped = ?, root_key_id = ? WHERE keyring = ? AND version = ?`,
+				wrapped, k.root.ID(), k.name, int64(r.n)); err != nil {
+				return err
+			}
+			n++
+		}
+		return k.loadTx(ctx, tx)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("re-wrapping %s under root %s: %w", k.name, k.root.ID(), err)
+	}
+	if n > 0 {
+		k.opts.Logger.Info("keyring moved to a new root key", "keyring", k.name, "versions", n, "root", k.root.ID())
+	}
+	return n, nil
+}

@@ -311,3 +311,55 @@ func TestImportOpenClawConfig(t *testing.T) {
 		t.Fatal("imported value does not read back")
 	}
 }
+
+// Rotating the local root key: a new key file is generated where the new
+// configuration points, every keyring moves to it, data still reads, and
+// the old key no longer opens anything.
+func TestRewrapRootRotatesLocalRootKey(t *testing.T) {
+	d := newDataDir(t)
+	mustRun(t, "value-1", "--data-dir", d, "secrets", "set", "a")
+	mustRun(t, "value-2", "--data-dir", d, "secrets", "set", "--tenant", "acme", "b")
+	cfgDir := t.TempDir()
+	oldCfg := filepath.Join(cfgDir, "old.yaml")
+	newCfg := filepath.Join(cfgDir, "new.yaml")
+	newKey := filepath.Join(d, "root-2.key")
+	os.WriteFile(oldCfg, []byte("root_key:\n  backend: file\n"), 0o600)
+	os.WriteFile(newCfg, []byte("root_key:\n  backend: file\n  file: "+newKey+"\n"), 0o600)
+
+	if _, _, err := run(t, "", "--data-dir", d, "keys", "rewrap-root", "--old-config", oldCfg); err == nil || !strings.Contains(err.Error(), "same root key") {
+		t.Fatalf("rewrap-root onto the same root: %v", err)
+	}
+	out := mustRun(t, "", "--data-dir", d, "--config", newCfg, "keys", "rewrap-root", "--old-config", oldCfg, "--json")
+	var res struct {
+		To       string
+		Keyrings []struct {
+			Keyring  string
+			Versions int `json:"rewrapped_versions"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(res.To, "file:"+newKey+"#") || len(res.Keyrings) != 3 {
+		t.Fatalf("rewrap-root result: %s", out)
+	}
+	for _, k := range res.Keyrings {
+		if k.Versions != 1 {
+			t.Fatalf("%s: %d versions re-wrapped, want 1", k.Keyring, k.Versions)
+		}
+	}
+	if fi, err := os.Stat(newKey); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new root key file: %v", err)
+	}
+	if got := mustRun(t, "", "--data-dir", d, "--config", newCfg, "secrets", "get", "a", "--reveal"); got != "value-1" {
+		t.Fatal("secret unreadable under the new root key")
+	}
+	if got := mustRun(t, "", "--data-dir", d, "--config", newCfg, "secrets", "get", "--tenant", "acme", "b", "--reveal"); got != "value-2" {
+		t.Fatal("tenant secret unreadable under the new root key")
+	}
+	if _, _, err := run(t, "", "--data-dir", d, "secrets", "get", "a", "--reveal"); err == nil {
+		t.Fatal("the old root key still opens the data")
+	}
+	// Repeating the move is harmless.
+	mustRun(t, "", "--data-dir", d, "--config", newCfg, "keys", "rewrap-root", "--old-config", oldCfg)
+}

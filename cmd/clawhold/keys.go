@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/clawhold/clawhold/config"
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/kms"
 )
 
 func (a *app) keysCmd() *cobra.Command {
@@ -24,7 +27,7 @@ past keys.max_age (at most 90 days); clawhold rotates from keys.rotate_after
 (default 80 days). rewrap moves data to the active version so that old versions
 can be retired (destroyed).`,
 	}
-	cmd.AddCommand(a.keysStatusCmd(), a.keysRotateCmd(), a.keysRewrapCmd(), a.keysRetireCmd(), a.keysMaintainCmd())
+	cmd.AddCommand(a.keysStatusCmd(), a.keysRotateCmd(), a.keysRewrapCmd(), a.keysRetireCmd(), a.keysMaintainCmd(), a.keysRewrapRootCmd())
 	return cmd
 }
 
@@ -321,5 +324,75 @@ service. (clawhold up runs it in-process.)`,
 		},
 	}
 	cmd.Flags().DurationVar(&interval, "interval", 0, "repeat every interval until stopped (0 with the flag given: keys.maintain_interval)")
+	return cmd
+}
+
+func (a *app) keysRewrapRootCmd() *cobra.Command {
+	var oldConfig string
+	cmd := &cobra.Command{
+		Use:   "rewrap-root --old-config FILE",
+		Short: "Move every keyring to the configured root key, from the root key named in an older config",
+		Long: `rewrap-root re-wraps the material of every live key version (system and all
+tenants) with the root key the current configuration names, opening it with the
+root key that FILE names. Data is not re-encrypted. Use it to move from the
+generated local root key to a KMS, or to rotate a local root key: set
+root_key.file to a new path (a new key is generated there) and give the old
+configuration. An interrupted run can be repeated. Keep the old root key until
+the run has succeeded.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if oldConfig == "" {
+				return fmt.Errorf("--old-config is required: a configuration file whose root_key section names the current root key")
+			}
+			old, err := config.Load(oldConfig)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			in, err := a.open(ctx, true)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			from, err := kms.Open(ctx, old.RootKey, in.DataDir)
+			if err != nil {
+				return fmt.Errorf("old root key (%s): %w", oldConfig, err)
+			}
+			if c, ok := from.(io.Closer); ok {
+				defer c.Close()
+			}
+			if from.ID() == in.Root.ID() {
+				return fmt.Errorf("%s names the same root key as the current configuration (%s): nothing to move", oldConfig, in.Root.ID())
+			}
+			krs, err := in.Keyrings(ctx)
+			if err != nil {
+				return err
+			}
+			type result struct {
+				Keyring  string `json:"keyring"`
+				Versions int    `json:"rewrapped_versions"`
+			}
+			var out []result
+			for _, k := range krs {
+				n, err := k.RewrapRoot(ctx, from)
+				if err != nil {
+					return err
+				}
+				if err := a.keyEvent(ctx, in, k, events.KeyRewrapRoot, map[string]any{"versions": n, "from": from.ID(), "to": in.Root.ID()}); err != nil {
+					return err
+				}
+				out = append(out, result{k.Name(), n})
+			}
+			if a.json {
+				return writeJSON(a.stdout, map[string]any{"from": from.ID(), "to": in.Root.ID(), "keyrings": out})
+			}
+			for _, r := range out {
+				fmt.Fprintf(a.stdout, "%s: %d version(s) re-wrapped\n", r.Keyring, r.Versions)
+			}
+			fmt.Fprintf(a.stdout, "every keyring is now under %s; the old root key (%s) is no longer needed for this data\n", in.Root.ID(), from.ID())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&oldConfig, "old-config", "", "configuration file naming the root key the keyrings are wrapped with now")
 	return cmd
 }
