@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -306,7 +307,7 @@ func (g *Gateway) stop(ctx context.Context) error {
 	if err := g.waitGroupGone(ctx); err != nil {
 		errs = append(errs, err)
 	}
-	if !exitedBefore && len(errs) == 0 && g.waitErr != nil {
+	if !exitedBefore && len(errs) == 0 && g.waitErr != nil && !terminatedBySIGTERM(g.waitErr) {
 		errs = append(errs, fmt.Errorf("openclaw: gateway exited uncleanly after SIGTERM: %w", g.waitErr))
 	}
 	return errors.Join(errs...)
@@ -414,3 +415,18 @@ func teeWriter(buf *tailBuffer, w io.Writer) io.Writer {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// terminatedBySIGTERM reports whether a process ended because of the SIGTERM
+// we sent: killed by the signal, or exiting with 128+15 after a graceful
+// shutdown, which is what the gateway does once it has drained (seen on
+// 2026.9.6: "received SIGTERM; shutting down", then exit status 143).
+func terminatedBySIGTERM(err error) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGTERM {
+		return true
+	}
+	return ee.ExitCode() == 128+int(syscall.SIGTERM)
+}
