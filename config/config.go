@@ -14,6 +14,7 @@ type Config struct {
 	Store   Store   `yaml:"store"`
 	Keys    Keys    `yaml:"keys"`
 	RootKey RootKey `yaml:"root_key"`
+	Egress  Egress  `yaml:"egress"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

@@ -34,7 +34,7 @@ func TestExampleLoads(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Path = ""
-	if *c != *Default() {
+	if !reflect.DeepEqual(c, Default()) {
 		t.Errorf("example differs from the defaults:\n got %+v\nwant %+v", c, Default())
 	}
 	example, err := os.ReadFile(path)

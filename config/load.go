@@ -48,6 +48,7 @@ func Default() *Config {
 			SystemdCredential: "clawhold-root-key",
 			Vault:             Vault{Mount: "transit"},
 		},
+		Egress: defaultEgress(),
 	}
 }
 
@@ -170,7 +171,7 @@ func parse(file string, data []byte) (*Config, error) {
 		if !isNull(root) && root.Kind != yaml.MappingNode {
 			return nil, fmt.Errorf("%s:%d: expected a mapping of keys at the top level, got %s", file, root.Line, describe(root))
 		}
-		d.decodeStruct(root, reflect.ValueOf(c).Elem(), "")
+		d.decodeStruct(root, reflect.ValueOf(c).Elem(), "", "")
 	}
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
@@ -207,8 +208,10 @@ func (d *decoder) errorf(line int, format string, args ...any) {
 
 var durationType = reflect.TypeFor[Duration]()
 
-// decodeStruct decodes mapping node n onto struct v, whose keys are at prefix.
-func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix string) {
+// decodeStruct decodes mapping node n onto struct v, whose keys are at
+// prefix. generic is prefix with map keys written <name> and list indexes
+// [], as keyPaths writes it, for hints about unknown keys.
+func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, generic string) {
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -237,17 +240,17 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix string) {
 		seen[k.Value] = k.Line
 		f, ok := fields[k.Value]
 		if !ok {
-			d.errorf(k.Line, "unknown key %q%s", path, unknownKeyHint(prefix, k.Value))
+			d.errorf(k.Line, "unknown key %q%s", path, unknownKeyHint(generic, k.Value))
 			continue
 		}
 		d.lines[path] = k.Line
-		d.decodeValue(val, v.FieldByIndex(f.Index), path)
+		d.decodeValue(val, v.FieldByIndex(f.Index), path, joinKey(generic, k.Value))
 	}
 }
 
 // decodeValue decodes n onto the field v at path. A null value (a key with
 // nothing after the colon, "~" or "null") leaves the default in place.
-func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
+func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path, generic string) {
 	n = resolve(n)
 	if isNull(n) {
 		return
@@ -261,7 +264,11 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 		}
 		v.SetInt(int64(dur))
 	case v.Kind() == reflect.Struct:
-		d.decodeStruct(n, v, path)
+		d.decodeStruct(n, v, path, generic)
+	case v.Kind() == reflect.Map:
+		d.decodeMap(n, v, path, generic)
+	case v.Kind() == reflect.Slice:
+		d.decodeSlice(n, v, path, generic)
 	case v.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" {
 			d.errorf(n.Line, "%s: expected a string, got %s%s", path, describe(n), quoteHint(n))
@@ -282,6 +289,56 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path string) {
 	default:
 		panic(fmt.Sprintf("config: field %s has unsupported type %s", path, v.Type()))
 	}
+}
+
+// defaulter is a map value type that has defaults of its own.
+type defaulter interface{ setDefaults() }
+
+// decodeMap decodes a mapping of names to structs. The file's mapping
+// replaces the default one; each entry starts from its type's defaults.
+func (d *decoder) decodeMap(n *yaml.Node, v reflect.Value, path, generic string) {
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n.Line, "%s: expected a mapping of names, got %s", path, describe(n))
+		return
+	}
+	m := reflect.MakeMap(v.Type())
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := resolve(n.Content[i]), n.Content[i+1]
+		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" || k.Value == "" {
+			d.errorf(k.Line, "%s: names must be non-empty strings, got %s", path, describe(k))
+			continue
+		}
+		key := joinKey(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.errorf(k.Line, "duplicate key %q (first set on line %d); remove one of them", key, first)
+			continue
+		}
+		seen[k.Value] = k.Line
+		d.lines[key] = k.Line
+		elem := reflect.New(v.Type().Elem())
+		if df, ok := elem.Interface().(defaulter); ok {
+			df.setDefaults()
+		}
+		d.decodeValue(val, elem.Elem(), key, generic+".<name>")
+		m.SetMapIndex(reflect.ValueOf(k.Value), elem.Elem())
+	}
+	v.Set(m)
+}
+
+// decodeSlice decodes a list of structs, integers or strings.
+func (d *decoder) decodeSlice(n *yaml.Node, v reflect.Value, path, generic string) {
+	if n.Kind != yaml.SequenceNode {
+		d.errorf(n.Line, "%s: expected a list (\"- item\" lines or [a, b]), got %s", path, describe(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		key := fmt.Sprintf("%s[%d]", path, i)
+		d.lines[key] = resolve(item).Line
+		d.decodeValue(item, s.Index(i), key, generic+"[]")
+	}
+	v.Set(s)
 }
 
 // scanSecrets reports every scalar in the document that looks like raw key
@@ -437,11 +494,24 @@ func keyPaths(t reflect.Type, prefix string, sections bool) []string {
 			continue
 		}
 		path := joinKey(prefix, name)
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
+		t := f.Type
+		switch {
+		case t.Kind() == reflect.Map:
 			if sections {
 				paths = append(paths, path)
 			}
-			paths = append(paths, keyPaths(f.Type, path, sections)...)
+			path, t = path+".<name>", t.Elem()
+		case t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct:
+			if sections {
+				paths = append(paths, path)
+			}
+			path, t = path+"[]", t.Elem()
+		}
+		if t.Kind() == reflect.Struct && t != durationType {
+			if sections {
+				paths = append(paths, path)
+			}
+			paths = append(paths, keyPaths(t, path, sections)...)
 			continue
 		}
 		paths = append(paths, path)
@@ -481,6 +551,9 @@ func unknownKeyHint(prefix, name string) string {
 	leaf := name[strings.LastIndex(name, ".")+1:]
 	var elsewhere []string
 	for _, k := range known {
+		if strings.ContainsAny(k, "<[") && !strings.HasPrefix(prefix, "egress.") {
+			continue // keys inside named or listed items are no fix elsewhere
+		}
 		if k == leaf || strings.HasSuffix(k, "."+leaf) {
 			elsewhere = append(elsewhere, strconv.Quote(k))
 		}

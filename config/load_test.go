@@ -80,8 +80,8 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "nothing close, top level",
-			yaml: "listen: :8080\n",
-			want: []string{`clawhold.yaml:1: unknown key "listen" (valid top-level keys: data_dir, keys, log, root_key, store)`},
+			yaml: "frontend: :8080\n",
+			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: data_dir, egress, keys, log, root_key, store)`},
 		},
 		{
 			name: "dotted key spelled right",
@@ -529,15 +529,22 @@ func TestDefaults(t *testing.T) {
 			SystemdCredential: "clawhold-root-key",
 			Vault:             Vault{Mount: "transit"},
 		},
+		Egress: Egress{
+			Listen:     "127.0.0.1:3128",
+			AskTimeout: Duration(30 * time.Second),
+			Policies: map[string]EgressPolicy{"default": {Profile: "openclaw", Limits: EgressLimits{
+				MaxConns: 512, IdleTimeout: Duration(5 * time.Minute), MaxHeaderBytes: 65536, ReadHeaderTimeout: Duration(10 * time.Second),
+			}}},
+		},
 	}
-	if got := Default(); *got != *want {
+	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)
 	}
 	if err := Default().Validate(); err != nil {
 		t.Errorf("Default().Validate() = %v", err)
 	}
 	c, err := Load("")
-	if err != nil || *c != *want {
+	if err != nil || !reflect.DeepEqual(c, want) {
 		t.Errorf(`Load("") = %+v, %v; want defaults`, c, err)
 	}
 	c, err = Load(writeConfig(t, "# empty\n"))
@@ -545,7 +552,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Path = ""
-	if *c != *want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("empty file = %+v, want defaults", c)
 	}
 }
@@ -631,7 +638,7 @@ func TestLoadMissingFile(t *testing.T) {
 	// The default location: defaults.
 	env = map[string]string{"XDG_CONFIG_HOME": dir}
 	c, err := loadDefault(func(k string) string { return env[k] }, 1000)
-	if err != nil || *c != *Default() {
+	if err != nil || !reflect.DeepEqual(c, Default()) {
 		t.Errorf("loadDefault with no file = %+v, %v; want defaults", c, err)
 	}
 	// The default location, present.

@@ -98,6 +98,8 @@ func (c *Config) validate(lines map[string]int) error {
 		}
 	}
 
+	v.egress(c.Egress)
+
 	return v.err()
 }
 
