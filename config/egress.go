@@ -127,7 +127,7 @@ func (v *validator) egress(e Egress) {
 				v.errorf(ik+".header", "%s.header is %q: name a header, e.g. Authorization", ik, in.Header)
 			}
 			if in.Placeholder == "" {
-				v.errorf(ik+".placeholder", "%s.placeholder is empty: set the value the agent sends instead of the key, e.g. \"Bearer clawhold:openai\"", ik)
+				v.errorf(ik+".placeholder", "%s.placeholder is empty: set the token the agent is given instead of the key, e.g. \"clawhold:openai\" (sent as \"Authorization: Bearer clawhold:openai\")", ik)
 			}
 			if in.Secret == "" {
 				v.errorf(ik+".secret", "%s.secret is empty: name the secret id in the tenant's store, e.g. openai", ik)

@@ -212,16 +212,39 @@ func (f flushWriter) Write(b []byte) (int, error) {
 	return n, err
 }
 
-// intercept is the seam for credential injection: for a CONNECT to a host
-// bound to a secret (Policy.Inject of policy d.Policy), it will terminate
-// the client's TLS on client (already answered "200 Connection
-// established"), speak TLS with full verification to the real host over
-// upstream (already dialled to a checked address of d), swap the
-// placeholder for the secret, and return handled=true once it has served
-// the connection. Returning false hands the connection to the plain
-// tunnel. Today nothing is bound, so nothing is intercepted.
-func (p *Proxy) intercept(ctx context.Context, client, upstream net.Conn, d Decision) (handled bool, err error) {
-	return false, nil
+// intercept serves a CONNECT to a host the policy binds a credential to:
+// the Injector terminates the client's TLS (client has already been
+// answered "200 Connection established"), swaps the placeholder for the
+// secret and speaks verified TLS to the real host. It redials the same
+// checked address upstream was dialled to, so it can reconnect on
+// keep-alive; upstream itself is closed. Other hosts are not handled and
+// go through the plain tunnel untouched.
+func (p *Proxy) intercept(ctx context.Context, client, upstream net.Conn, d Decision) (handled bool, st InjectStats, err error) {
+	ps := p.policies[d.Policy]
+	if ps == nil || ps.injector == nil {
+		return false, st, nil
+	}
+	b, ok := ps.binding(d.Host)
+	if !ok {
+		return false, st, nil
+	}
+	addr, err := netip.ParseAddrPort(upstream.RemoteAddr().String())
+	if err != nil {
+		return true, st, fmt.Errorf("upstream address: %w", err)
+	}
+	upstream.Close()
+	st, err = ps.injector.Serve(ctx, client, b, netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port()))
+	return true, st, err
+}
+
+// binding returns the credential bound to host, if any.
+func (ps *policyState) binding(host string) (Binding, bool) {
+	for _, in := range ps.Inject {
+		if strings.EqualFold(in.Host, host) {
+			return Binding{Host: in.Host, Header: in.Header, Placeholder: in.Placeholder, Secret: in.Secret}, true
+		}
+	}
+	return Binding{}, false
 }
 
 // connect opens a tunnel to the checked address and copies bytes both
@@ -261,9 +284,11 @@ func (h *handler) connect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if n := brw.Reader.Buffered(); n > 0 {
 		client = &prefixConn{Conn: conn, r: io.MultiReader(io.LimitReader(brw.Reader, int64(n)), conn)}
 	}
-	if handled, err := h.p.intercept(ctx, client, upstream, d); handled || err != nil {
+	if handled, st, err := h.p.intercept(ctx, client, upstream, d); handled {
+		e.BytesUp, e.BytesDn = st.BytesUp, st.BytesDown
+		e.Reason = fmt.Sprintf("intercepted for credential injection: %d request(s)", st.Requests)
 		if err != nil {
-			e.Reason = "intercept: " + err.Error()
+			e.Reason = "credential injection: " + err.Error()
 		}
 		e.Duration = time.Since(e.Time)
 		h.p.emit(e)

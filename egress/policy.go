@@ -83,12 +83,13 @@ func (r Rule) inCIDRs(a netip.Addr) bool {
 	return false
 }
 
-// Injection binds a host to a secret: the credential-injection seam. It is
-// parsed and validated but not acted on yet.
+// Injection binds a host to a secret: CONNECTs to Host are intercepted
+// (TLS terminated with the policy's CA) and the Placeholder token in Header
+// is replaced with the secret; see Injector.
 type Injection struct {
 	Host        string // exact host name the credential is for
 	Header      string // header carrying the placeholder, e.g. Authorization
-	Placeholder string // e.g. "Bearer clawhold:openai"
+	Placeholder string // token inside the header value, e.g. "clawhold:openai"
 	Secret      string // secret id in the tenant's store
 }
 

@@ -10,6 +10,7 @@ package egress
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -43,6 +44,12 @@ type Config struct {
 	Ask        func(ctx context.Context, req AskRequest) (Answer, error)
 	AskTimeout time.Duration // default DefaultAskTimeout
 	Logger     *slog.Logger  // default: discard
+	// Secrets supplies the credentials that policies' Inject entries bind to
+	// hosts. Required when any policy injects.
+	Secrets SecretFunc
+	// UpstreamRoots verifies upstream certificates when injecting (nil: the
+	// system roots). Tests set their local upstream's pool.
+	UpstreamRoots *x509.CertPool
 }
 
 // Client is the identity bound to a listener: every connection accepted on
@@ -69,6 +76,7 @@ type policyState struct {
 	conns     chan struct{} // nil when unlimited
 	limiter   *rate.Limiter // nil when unlimited
 	transport *http.Transport
+	injector  *Injector // nil unless the policy binds credentials to hosts
 }
 
 // dialKey carries the checked addresses to the transport's DialContext.
@@ -113,9 +121,50 @@ func New(cfg Config) (*Proxy, error) {
 			ResponseHeaderTimeout:  pol.Limits.TotalTimeout,
 			MaxResponseHeaderBytes: 1 << 20,
 		}
+		if len(pol.Inject) > 0 {
+			if err := p.newInjector(ps); err != nil {
+				return nil, fmt.Errorf("egress policy %s: %w", name, err)
+			}
+		}
 		p.policies[name] = ps
 	}
 	return p, nil
+}
+
+// newInjector gives a policy that binds credentials its own CA, created
+// for the life of this Proxy: the CA's private key never touches disk, and
+// clients trust the certificate CACertPEM returns (as OpenClaw's own
+// secret egress proxy does with its per-start CA).
+func (p *Proxy) newInjector(ps *policyState) error {
+	if p.cfg.Secrets == nil {
+		return errors.New("binds credentials to hosts (inject) but no secret source is configured")
+	}
+	ca, err := NewCA(ps.Name)
+	if err != nil {
+		return err
+	}
+	ps.injector = &Injector{
+		CA:      ca,
+		Secrets: p.cfg.Secrets,
+		RootCAs: p.cfg.UpstreamRoots,
+		Dial: func(ctx context.Context, _ string, addr netip.AddrPort) (net.Conn, error) {
+			return p.cfg.Dial(ctx, addr)
+		},
+		MaxHeaderBytes: ps.Limits.MaxHeaderBytes,
+		IdleTimeout:    ps.Limits.IdleTimeout,
+		Logger:         p.log,
+	}
+	return nil
+}
+
+// CACertPEM is the certificate clients of policy must trust for the hosts
+// it injects credentials into (OpenClaw: proxy.tls.caFile or
+// NODE_EXTRA_CA_CERTS), or nil when the policy injects nothing.
+func (p *Proxy) CACertPEM(policy string) []byte {
+	if ps, ok := p.policies[policy]; ok && ps.injector != nil {
+		return ps.injector.CA.CertPEM()
+	}
+	return nil
 }
 
 func (pol *Policy) validate() error {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +19,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawhold/clawhold/config"
+	"github.com/clawhold/clawhold/datadir"
 	"github.com/clawhold/clawhold/egress"
+	"github.com/clawhold/clawhold/instance"
+	"github.com/clawhold/clawhold/secrets"
 )
 
 func (a *app) egressCmd() *cobra.Command {
@@ -37,8 +41,9 @@ func (a *app) loadConfig() (*config.Config, error) {
 	return config.LoadDefault()
 }
 
-// newEgressProxy builds a proxy from the configuration file.
-func (a *app) newEgressProxy(askTimeout time.Duration, events func(egress.Event)) (*egress.Proxy, *config.Config, error) {
+// newEgressProxy builds a proxy from the configuration file. secrets
+// supplies injected credentials (nil: injection is refused at connect time).
+func (a *app) newEgressProxy(askTimeout time.Duration, events func(egress.Event), secrets egress.SecretFunc) (*egress.Proxy, *config.Config, error) {
 	cfg, err := a.loadConfig()
 	if err != nil {
 		return nil, nil, err
@@ -55,6 +60,7 @@ func (a *app) newEgressProxy(askTimeout time.Duration, events func(egress.Event)
 		Events:     events,
 		AskTimeout: askTimeout,
 		Logger:     a.logger(),
+		Secrets:    secrets,
 		// No Ask: the CLI has no approver yet, so ask rules deny with
 		// "no approver is configured".
 	})
@@ -63,8 +69,8 @@ func (a *app) newEgressProxy(askTimeout time.Duration, events func(egress.Event)
 
 func (a *app) egressServeCmd() *cobra.Command {
 	var (
-		listen, policy, tenant, cell, eventsFile string
-		askTimeout                               time.Duration
+		listen, policy, tenant, cell, eventsFile, caFile string
+		askTimeout                                       time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -85,9 +91,32 @@ See docs/egress.md.`,
 				defer f.Close()
 				out = f
 			}
-			p, cfg, err := a.newEgressProxy(askTimeout, jsonLines(out))
+			// Credentials for inject rules come from the tenant's secret
+			// store; every read is recorded there. The store is opened
+			// lazily, so a proxy without inject rules needs no root key.
+			var once sync.Once
+			var store *secretSource
+			defer func() {
+				if store != nil {
+					store.close()
+				}
+			}()
+			secretsFn := func(ctx context.Context, name string) ([]byte, error) {
+				once.Do(func() { store = a.openSecretSource(ctx, tenant, policy) })
+				return store.get(ctx, name)
+			}
+			p, cfg, err := a.newEgressProxy(askTimeout, jsonLines(out), secretsFn)
 			if err != nil {
 				return err
+			}
+			if pem := p.CACertPEM(policy); pem != nil {
+				if caFile == "" {
+					caFile = filepath.Join(datadir.Resolve(a.dataDir, cfg), "egress-"+policy+"-ca.pem")
+				}
+				if err := datadir.WriteFileAtomic(caFile, pem, 0o600); err != nil {
+					return fmt.Errorf("writing the interception CA certificate: %w", err)
+				}
+				fmt.Fprintf(a.stderr, "clawhold egress: policy %s injects credentials; clients must trust %s (OpenClaw: NODE_EXTRA_CA_CERTS)\n", policy, caFile)
 			}
 			if listen == "" {
 				listen = cfg.Egress.Listen
@@ -107,7 +136,41 @@ See docs/egress.md.`,
 	f.StringVar(&cell, "cell", "", "cell recorded in events")
 	f.StringVar(&eventsFile, "events", "", "append events to this file (0600) instead of stdout")
 	f.DurationVar(&askTimeout, "ask-timeout", 0, "how long an ask rule waits before denying (default: egress.ask_timeout)")
+	f.StringVar(&caFile, "ca-cert", "", "where to write the CA certificate of a policy that injects credentials (default: <data dir>/egress-<policy>-ca.pem)")
 	return cmd
+}
+
+// secretSource reads injected credentials from one tenant's secret store.
+type secretSource struct {
+	in    *instance.Instance
+	s     *secrets.Store
+	actor string
+	err   error
+}
+
+func (a *app) openSecretSource(ctx context.Context, tenant, policy string) *secretSource {
+	if tenant == "" {
+		tenant = instance.DefaultTenant
+	}
+	in, s, err := a.openSecrets(ctx, tenant, false)
+	if err != nil {
+		return &secretSource{err: fmt.Errorf("opening the secret store for injection: %w", err)}
+	}
+	return &secretSource{in: in, s: s, actor: "egress-proxy(policy " + policy + ")"}
+}
+
+func (src *secretSource) get(ctx context.Context, name string) ([]byte, error) {
+	if src.err != nil {
+		return nil, src.err
+	}
+	v, _, err := src.s.Get(ctx, src.actor, name)
+	return v, err
+}
+
+func (src *secretSource) close() {
+	if src.in != nil {
+		src.in.Close()
+	}
 }
 
 // listenEgress listens on IP:PORT or unix:PATH. A stale socket file is
@@ -152,7 +215,9 @@ func (a *app) egressCheckCmd() *cobra.Command {
 		Short: "Show the decision for a destination (default port 443) and its resolved addresses, without connecting",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, _, err := a.newEgressProxy(0, nil)
+			p, _, err := a.newEgressProxy(0, nil, func(context.Context, string) ([]byte, error) {
+				return nil, errors.New("check never connects")
+			})
 			if err != nil {
 				return err
 			}
