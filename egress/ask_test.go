@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -69,6 +70,9 @@ func TestAsk(t *testing.T) {
 			t.Errorf("asked %d times, want 1 (approval was remembered)", asked.Load())
 		}
 		ev := tp.events.wait(t, 3)
+		// Events are emitted when each request finishes, which need not be
+		// in request order: order them by when the requests started.
+		slices.SortFunc(ev, func(a, b Event) int { return a.Time.Compare(b.Time) })
 		if ev[0].Asked != "remember" || ev[1].Asked != "" || ev[1].Action != Allow {
 			t.Errorf("events %+v", ev)
 		}

@@ -1,6 +1,8 @@
 package egress
 
 import (
+	"context"
+	"errors"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -38,7 +40,8 @@ func TestPoliciesFromConfig(t *testing.T) {
 		t.Errorf("extra = %+v", x)
 	}
 	// The profile and the deny rule together: deny wins.
-	p, err := New(Config{Policies: ps, Resolver: newResolver(map[string][]string{"api.x.ai": {"93.184.216.34"}})})
+	p, err := New(Config{Policies: ps, Resolver: newResolver(map[string][]string{"api.x.ai": {"93.184.216.34"}}),
+		Secrets: func(context.Context, string) ([]byte, error) { return nil, errors.New("unused") }})
 	if err != nil {
 		t.Fatal(err)
 	}

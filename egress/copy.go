@@ -15,14 +15,30 @@ import (
 
 const copyBufSize = 32 << 10
 
-// copyStream copies src to dst, waiting on lim (if any) before each write
-// and recording activity (if any). It returns the bytes written.
-func copyStream(ctx context.Context, dst io.Writer, src io.Reader, lim *rate.Limiter, activity *atomic.Int64) (int64, error) {
-	size := copyBufSize
-	if lim != nil {
-		size = min(size, lim.Burst())
+// bufPool recycles copy buffers: two per tunnel, so that thousands of short
+// tunnels a second do not each allocate (and the GC reclaim) 64 KiB.
+type bufPool struct{ p sync.Pool }
+
+func (bp *bufPool) get() *[]byte {
+	if b, ok := bp.p.Get().(*[]byte); ok {
+		return b
 	}
-	buf := make([]byte, size)
+	b := make([]byte, copyBufSize)
+	return &b
+}
+
+func (bp *bufPool) put(b *[]byte) { bp.p.Put(b) }
+
+// copyStream copies src to dst with a buffer from bufs, waiting on lim (if
+// any) before each write and recording activity (if any). It returns the
+// bytes written.
+func copyStream(ctx context.Context, dst io.Writer, src io.Reader, lim *rate.Limiter, activity *atomic.Int64, bufs *bufPool) (int64, error) {
+	pb := bufs.get()
+	defer bufs.put(pb)
+	buf := *pb
+	if lim != nil {
+		buf = buf[:min(len(buf), lim.Burst())]
+	}
 	var total int64
 	for {
 		n, rerr := src.Read(buf)
@@ -79,7 +95,7 @@ func (c *countingReader) Read(b []byte) (int, error) {
 // tunnel copies both ways between client and upstream, half-closing each
 // side's write half when the other side finishes, until both are done, ctx
 // ends or nothing moves for idle (0: no idle limit).
-func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, idle time.Duration) (up, down int64, err error) {
+func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, idle time.Duration, bufs *bufPool) (up, down int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var activity atomic.Int64
@@ -102,7 +118,7 @@ func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, i
 				cancel()
 			}
 		}()
-		*n, *errp = copyStream(ctx, dst, src, lim, &activity)
+		*n, *errp = copyStream(ctx, dst, src, lim, &activity, bufs)
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok && *errp == nil {
 			cw.CloseWrite()
 		} else {

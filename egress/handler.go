@@ -146,6 +146,9 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	out := r.Clone(context.WithValue(ctx, dialKey{}, dialTarget{addrs: d.Addrs, port: d.Port}))
 	out.RequestURI = ""
 	out.Host = r.URL.Host
+	// The client's Connection: close concerns its own hop; keep upstream
+	// connections pooled (as httputil.ReverseProxy does).
+	out.Close = false
 	removeHopHeaders(out.Header)
 	if _, ok := out.Header["User-Agent"]; !ok {
 		out.Header["User-Agent"] = nil // do not add Go's
@@ -184,7 +187,7 @@ func (h *handler) forward(ctx context.Context, w http.ResponseWriter, r *http.Re
 	w.WriteHeader(resp.StatusCode)
 	e.Status = resp.StatusCode
 	rc := http.NewResponseController(w)
-	n, err := copyStream(ctx, flushWriter{w, rc}, resp.Body, h.pol.limiter, &activity)
+	n, err := copyStream(ctx, flushWriter{w, rc}, resp.Body, h.pol.limiter, &activity, &h.p.bufs)
 	e.BytesDn = n
 	e.BytesUp = up.n.Load()
 	switch {
@@ -294,7 +297,7 @@ func (h *handler) connect(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.p.emit(e)
 		return
 	}
-	up, down, err := tunnel(ctx, client, upstream, h.pol.limiter, h.pol.Limits.IdleTimeout)
+	up, down, err := tunnel(ctx, client, upstream, h.pol.limiter, h.pol.Limits.IdleTimeout, &h.p.bufs)
 	e.BytesUp, e.BytesDn = up, down
 	if err != nil {
 		e.Reason = err.Error()

@@ -68,6 +68,7 @@ type Proxy struct {
 	log        *slog.Logger
 	policies   map[string]*policyState
 	remembered remembered
+	bufs       bufPool
 }
 
 // policyState is a policy with its shared limiters and upstream transport.
