@@ -157,23 +157,28 @@ func watchIdle(ctx context.Context, idle time.Duration, activity *atomic.Int64, 
 	if idle <= 0 {
 		return &idled
 	}
-	go func() {
-		t := time.NewTimer(idle)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				since := time.Since(time.Unix(0, activity.Load()))
-				if since >= idle {
-					idled.Store(true)
-					cancel()
-					return
-				}
-				t.Reset(idle - since)
-			}
+	// A timer that re-arms itself, rather than a goroutine per tunnel:
+	// nothing runs until the deadline, which matters at thousands of
+	// short tunnels a second.
+	var mu sync.Mutex
+	var t *time.Timer
+	check := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if ctx.Err() != nil {
+			return
 		}
-	}()
+		since := time.Since(time.Unix(0, activity.Load()))
+		if since >= idle {
+			idled.Store(true)
+			cancel()
+			return
+		}
+		t.Reset(idle - since)
+	}
+	mu.Lock()
+	t = time.AfterFunc(idle, check)
+	mu.Unlock()
+	context.AfterFunc(ctx, func() { t.Stop() })
 	return &idled
 }
