@@ -21,10 +21,13 @@ check:
 bench:
 	bench/aead.sh
 	bench/provider.sh
+	bench/egress.sh
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseHeader -fuzztime 60s ./keys
 	$(GO) test -run '^$$' -fuzz FuzzServeProvider -fuzztime 60s ./secrets
+	$(GO) test -run '^$$' -fuzz FuzzProxyRequest -fuzztime 60s ./egress
+	$(GO) test -run '^$$' -fuzz FuzzScrub -fuzztime 60s ./egress
 
 clean:
 	rm -rf bin

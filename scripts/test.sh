@@ -43,10 +43,12 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "race detector on the concurrent packages"
-go test -count=1 -race -short -timeout 15m ./keys ./secrets
+go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress
 
 step "fuzz smoke (seed corpus + 10 s each)"
 go test -run '^$' -fuzz FuzzParseHeader -fuzztime 10s ./keys
 go test -run '^$' -fuzz FuzzServeProvider -fuzztime 10s ./secrets
+go test -run '^$' -fuzz FuzzProxyRequest -fuzztime 10s ./egress
+go test -run '^$' -fuzz FuzzScrub -fuzztime 10s ./egress
 
 echo "all tests passed in $((SECONDS - t0)) s" >&2
