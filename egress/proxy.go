@@ -96,7 +96,10 @@ func New(cfg Config) (*Proxy, error) {
 		p.cfg.AskTimeout = DefaultAskTimeout
 	}
 	if p.cfg.Dial == nil {
-		d := net.Dialer{Timeout: 30 * time.Second}
+		// No TCP keepalive probes: tunnels end on limits.idle_timeout, and
+		// the four setsockopt calls per connection are measurable at
+		// thousands of tunnels a second.
+		d := net.Dialer{Timeout: 30 * time.Second, KeepAlive: -1}
 		p.cfg.Dial = func(ctx context.Context, addr netip.AddrPort) (net.Conn, error) {
 			return d.DialContext(ctx, "tcp", addr.String())
 		}
@@ -349,4 +352,14 @@ func (pol *policyState) acquire() (release func(), ok bool) {
 	default:
 		return nil, false
 	}
+}
+
+// Listen opens a listener for Serve on "tcp" (IP:PORT) or "unix" (a path).
+// TCP listeners use plain TCP, not Go's default MPTCP (costlier per
+// connection, and not covered by Landlock's TCP rules), without keepalive
+// probes (idle tunnels end on limits.idle_timeout).
+func Listen(ctx context.Context, network, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAlive: -1}
+	lc.SetMultipathTCP(false)
+	return lc.Listen(ctx, network, addr)
 }

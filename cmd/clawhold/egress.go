@@ -185,7 +185,7 @@ func listenEgress(addr string) (net.Listener, error) {
 				return nil, fmt.Errorf("removing stale socket: %w", err)
 			}
 		}
-		return net.Listen("unix", path)
+		return egress.Listen(context.Background(), "unix", path)
 	}
 	ap, err := netip.ParseAddrPort(addr)
 	if err != nil {
@@ -194,7 +194,7 @@ func listenEgress(addr string) (net.Listener, error) {
 	if a := ap.Addr().Unmap(); !a.IsLoopback() && !a.IsPrivate() {
 		return nil, fmt.Errorf("--listen %q: the proxy must listen on loopback or a private address only", addr)
 	}
-	return net.Listen("tcp", ap.String())
+	return egress.Listen(context.Background(), "tcp", ap.String())
 }
 
 // jsonLines returns an event callback writing one JSON object per line.
