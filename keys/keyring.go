@@ -420,6 +420,12 @@ func (k *Keyring) activeTx(ctx context.Context, tx *store.Tx) (*version, error) 
 	return nil, fmt.Errorf("keyring %s has no active version", k.name)
 }
 
+// ErrRetired is returned by Open for a ciphertext whose key version was
+// retired. Retire refuses while any stored record uses a version, so a
+// reader that gets it holds a copy read before a rewrap moved the record:
+// reading the record again gives the current ciphertext.
+var ErrRetired = errors.New("key version retired")
+
 // Open decrypts a ciphertext sealed for c by this keyring, with whichever
 // version sealed it, unless that version was destroyed.
 func (k *Keyring) Open(ctx context.Context, c Context, ciphertext []byte) ([]byte, error) {
@@ -465,8 +471,8 @@ func (k *Keyring) version(ctx context.Context, n uint32) (*version, error) {
 		return nil, fmt.Errorf("%w: %s has no key version %d", ErrOpen, k.name, n)
 	}
 	if !v.destroyed.IsZero() {
-		return nil, fmt.Errorf("key version %d of %s was retired on %s: its data cannot be opened",
-			n, k.name, v.destroyed.UTC().Format(time.RFC3339))
+		return nil, fmt.Errorf("%w: key version %d of %s was retired on %s: its data cannot be opened",
+			ErrRetired, n, k.name, v.destroyed.UTC().Format(time.RFC3339))
 	}
 	return v, nil
 }

@@ -136,7 +136,15 @@ func (s *Store) GetMany(ctx context.Context, actor string, names []string) (map[
 				return err
 			}
 			if found {
-				if err := tx.QueryRow(ctx, `SELECT ciphertext FROM secrets WHERE name = ?`, name).Scan(&ct); err != nil {
+				// On PostgreSQL, lock the row until this transaction ends: a
+				// concurrent rewrap cannot replace it, and so retire cannot
+				// destroy its key version, between this read and the Open.
+				// (SQLite's single writer already serializes them.)
+				q := `SELECT ciphertext FROM secrets WHERE name = ?`
+				if tx.Dialect() == store.Postgres {
+					q += ` FOR SHARE`
+				}
+				if err := tx.QueryRow(ctx, q, name).Scan(&ct); err != nil {
 					return err
 				}
 			}
