@@ -2,8 +2,8 @@ package secrets
 
 import (
 	"context"
-	"crypto/cipher"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -12,35 +12,22 @@ import (
 	"testing"
 	"time"
 
-	"crypto/aes"
-
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/kms"
 	"github.com/clawhold/clawhold/store"
 )
 
-// localRoot is a local AES-GCM root key for tests (package kms's file
-// backend in miniature; importing kms here would pull every KMS SDK into
-// this package's tests).
-type localRoot struct{ aead cipher.AEAD }
-
-func newLocalRoot(t *testing.T) *localRoot {
+// newLocalRoot is a real local root key (kms's env backend) holding 32
+// random bytes.
+func newLocalRoot(t *testing.T) keys.Root {
 	key := make([]byte, 32)
 	rand.Read(key)
-	b, _ := aes.NewCipher(key)
-	a, _ := cipher.NewGCM(b)
-	return &localRoot{a}
-}
-func (r *localRoot) ID() string { return "test-root" }
-func (r *localRoot) Wrap(_ context.Context, pt, aad []byte) ([]byte, error) {
-	n := make([]byte, r.aead.NonceSize())
-	rand.Read(n)
-	return r.aead.Seal(n, n, pt, aad), nil
-}
-func (r *localRoot) Unwrap(_ context.Context, w, aad []byte) ([]byte, error) {
-	if len(w) < r.aead.NonceSize() {
-		return nil, errors.New("short")
+	t.Setenv("CLAWHOLD_TEST_ROOT_KEY", base64.StdEncoding.EncodeToString(key))
+	root, err := kms.OpenEnv("CLAWHOLD_TEST_ROOT_KEY")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return r.aead.Open(nil, w[:r.aead.NonceSize()], w[r.aead.NonceSize():], aad)
+	return root
 }
 
 func testStores(t *testing.T) map[string]func(t *testing.T) *store.DB {
