@@ -196,15 +196,7 @@ func (s *PostgresStore) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	if s.system != nil {
-		errs = append(errs, s.system.close())
-		s.system = nil
-	}
-	for name, db := range s.tenants {
-		errs = append(errs, db.close())
-		delete(s.tenants, name)
-	}
+	errs := closeDBs(&s.system, s.tenants)
 	errs = append(errs, s.admin.Close())
 	return errors.Join(errs...)
 }

@@ -152,15 +152,7 @@ func (s *SQLiteStore) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
-	if s.system != nil {
-		errs = append(errs, s.system.close())
-		s.system = nil
-	}
-	for name, db := range s.tenants {
-		errs = append(errs, db.close())
-		delete(s.tenants, name)
-	}
+	errs := closeDBs(&s.system, s.tenants)
 	return errors.Join(errs...)
 }
 

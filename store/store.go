@@ -234,3 +234,18 @@ func rebindDollar(query string) string {
 	}
 	return b.String()
 }
+
+// closeDBs closes the system database and every open tenant database of a
+// store, forgetting them, and returns each close's error.
+func closeDBs(system **DB, tenants map[string]*DB) []error {
+	var errs []error
+	if *system != nil {
+		errs = append(errs, (*system).close())
+		*system = nil
+	}
+	for name, db := range tenants {
+		errs = append(errs, db.close())
+		delete(tenants, name)
+	}
+	return errs
+}
