@@ -141,12 +141,26 @@ func Load(path string) (*Config, error) {
 func parse(file string, data []byte) (*Config, error) {
 	c := Default()
 	c.Path = file
+	lines, err := decodeDocument(file, data, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.validate(lines); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
 
+// decodeDocument decodes the single YAML document data, the contents of
+// file, onto the struct that out points to, and returns the line of every
+// dotted key it set.
+func decodeDocument(file string, data []byte, out any) (map[string]int, error) {
+	rv := reflect.ValueOf(out).Elem()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
 	if err := dec.Decode(&doc); err != nil {
 		if err == io.EOF { // empty, or only comments
-			return c, nil
+			return nil, nil
 		}
 		return nil, yamlError(file, err)
 	}
@@ -159,7 +173,7 @@ func parse(file string, data []byte) (*Config, error) {
 		return nil, fmt.Errorf("%s:%d: a second YAML document starts here; clawhold reads exactly one document: remove the \"---\" separator and merge the settings into the first", file, next.Line)
 	}
 
-	d := &decoder{file: file, lines: make(map[string]int)}
+	d := &decoder{file: file, lines: make(map[string]int), root: rv.Type()}
 	// Look for key material before anything else so that no later error
 	// message can echo it.
 	d.scanSecrets(&doc, "")
@@ -171,15 +185,12 @@ func parse(file string, data []byte) (*Config, error) {
 		if !isNull(root) && root.Kind != yaml.MappingNode {
 			return nil, fmt.Errorf("%s:%d: expected a mapping of keys at the top level, got %s", file, root.Line, describe(root))
 		}
-		d.decodeStruct(root, reflect.ValueOf(c).Elem(), "", "")
+		d.decodeStruct(root, rv, "", "")
 	}
 	if len(d.errs) > 0 {
 		return nil, errors.Join(d.errs...)
 	}
-	if err := c.validate(d.lines); err != nil {
-		return nil, err
-	}
-	return c, nil
+	return d.lines, nil
 }
 
 // yamlError rewrites the parser's "yaml: line N: msg" as "file:N: msg".
@@ -200,6 +211,7 @@ type decoder struct {
 	file  string
 	lines map[string]int // dotted key path → line the key is on
 	errs  []error
+	root  reflect.Type // the document's type, for hints about unknown keys
 }
 
 func (d *decoder) errorf(line int, format string, args ...any) {
@@ -240,7 +252,7 @@ func (d *decoder) decodeStruct(n *yaml.Node, v reflect.Value, prefix, generic st
 		seen[k.Value] = k.Line
 		f, ok := fields[k.Value]
 		if !ok {
-			d.errorf(k.Line, "unknown key %q%s", path, unknownKeyHint(generic, k.Value))
+			d.errorf(k.Line, "unknown key %q%s", path, unknownKeyHint(d.root, generic, k.Value))
 			continue
 		}
 		d.lines[path] = k.Line
@@ -263,6 +275,13 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path, generic strin
 			return
 		}
 		v.SetInt(int64(dur))
+	case v.Type() == byteSizeType:
+		var b ByteSize
+		if err := b.UnmarshalYAML(n); err != nil {
+			d.errorf(n.Line, "%s: %v", path, err)
+			return
+		}
+		v.SetInt(int64(b))
 	case v.Kind() == reflect.Struct:
 		d.decodeStruct(n, v, path, generic)
 	case v.Kind() == reflect.Map:
@@ -286,6 +305,20 @@ func (d *decoder) decodeValue(n *yaml.Node, v reflect.Value, path, generic strin
 			return
 		}
 		v.SetInt(i)
+	case v.Kind() == reflect.Bool:
+		var b bool
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&b) != nil {
+			d.errorf(n.Line, "%s: expected true or false, got %s", path, describe(n))
+			return
+		}
+		v.SetBool(b)
+	case v.Kind() == reflect.Float64:
+		var f float64
+		if n.Kind != yaml.ScalarNode || (n.ShortTag() != "!!float" && n.ShortTag() != "!!int") || n.Decode(&f) != nil {
+			d.errorf(n.Line, "%s: expected a number, got %s", path, describe(n))
+			return
+		}
+		v.SetFloat(f)
 	default:
 		panic(fmt.Sprintf("config: field %s has unsupported type %s", path, v.Type()))
 	}
@@ -535,8 +568,8 @@ func levelName(prefix string) string {
 
 // unknownKeyHint explains the unknown key name found under prefix: the
 // nearest known key, or the keys valid at that level.
-func unknownKeyHint(prefix, name string) string {
-	known := keyPaths(reflect.TypeFor[Config](), "", true)
+func unknownKeyHint(root reflect.Type, prefix, name string) string {
+	known := keyPaths(root, "", true)
 	full := joinKey(prefix, name)
 
 	// "keys.max_age: 90d" written flat: YAML does not split dotted keys.

@@ -27,6 +27,10 @@ import (
 // SystemTenant names the system database's keyring.
 const SystemTenant = "system"
 
+// ErrNotInitialized is returned by Open when the data directory has no
+// root key yet and Options.CreateRootKey is false.
+var ErrNotInitialized = errors.New("clawhold is not initialized")
+
 // DefaultTenant is used when a command names no tenant.
 const DefaultTenant = "default"
 
@@ -88,7 +92,7 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		path := cfg.RootKeyFile(dir)
 		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 			if !opts.CreateRootKey {
-				return nil, fmt.Errorf("no root key at %s: run `clawhold init` to generate one, or configure root_key.backend (see docs/config.md)", path)
+				return nil, fmt.Errorf("%w: no root key at %s: run `clawhold init` to generate one, or configure root_key.backend (see docs/config.md)", ErrNotInitialized, path)
 			}
 			if err := kms.GenerateFile(path); err != nil {
 				return nil, fmt.Errorf("generating root key: %w", err)

