@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,8 +95,203 @@ func (c *countingReader) Read(b []byte) (int, error) {
 
 // tunnel copies both ways between client and upstream, half-closing each
 // side's write half when the other side finishes, until both are done, ctx
-// ends or nothing moves for idle (0: no idle limit).
+// ends or the tunnel idles (idle 0: no idle limit).
+//
+// Without a rate limit it copies with deadlines (and splice(2) between
+// sockets), which ends an idle tunnel between idle and 2×idle after its
+// last byte; see pump. With one it copies through a buffer, waiting on the
+// limiter, and ends idle tunnels idle after their last byte.
 func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, idle time.Duration, bufs *bufPool) (up, down int64, err error) {
+	if lim == nil {
+		return tunnelDirect(ctx, client, upstream, idle, bufs)
+	}
+	return tunnelLimited(ctx, client, upstream, lim, idle, bufs)
+}
+
+// errIdle ends a direction of a tunnel that went idle.
+var errIdle = errors.New("idle")
+
+// duplex is the state the two directions of a tunnel share.
+type duplex struct {
+	client, upstream net.Conn
+	idle             time.Duration
+	bufs             *bufPool
+	// quiet[i] is set while direction i (0 up, 1 down) has moved nothing
+	// for a whole idle period, and for good once it has finished.
+	quiet    [2]atomic.Bool
+	finished atomic.Int32 // directions done
+	idled    atomic.Bool
+	once     sync.Once
+}
+
+func (t *duplex) closeBoth() {
+	t.once.Do(func() {
+		t.client.Close()
+		t.upstream.Close()
+	})
+}
+
+// finish ends direction me after its copy returned err: half-close its
+// destination on a clean EOF, or end the whole tunnel.
+func (t *duplex) finish(dst net.Conn, err error) {
+	if t.finished.Add(1) == 2 {
+		return // both done: the close that follows sends the FIN
+	}
+	if cw, ok := dst.(interface{ CloseWrite() error }); ok && err == nil {
+		cw.CloseWrite()
+		return
+	}
+	t.closeBoth() // no half-close possible, or an error: end both directions
+}
+
+func tunnelDirect(ctx context.Context, client, upstream net.Conn, idle time.Duration, bufs *bufPool) (up, down int64, err error) {
+	t := &duplex{client: client, upstream: upstream, idle: idle, bufs: bufs}
+	stop := context.AfterFunc(ctx, t.closeBoth)
+	defer stop()
+
+	var upErr, downErr error
+	half := func(dst, src net.Conn, me int, n *int64, errp *error) {
+		defer func() {
+			if v := recover(); v != nil {
+				*errp = fmt.Errorf("panic: %v", v)
+				t.closeBoth()
+			}
+		}()
+		*n, *errp = t.pump(dst, src, me)
+		t.finish(dst, *errp)
+	}
+	// One direction on this goroutine: a goroutine fewer per tunnel.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		half(upstream, client, 0, &up, &upErr)
+	}()
+	half(client, upstream, 1, &down, &downErr)
+	<-done
+
+	if t.idled.Load() {
+		return up, down, fmt.Errorf("idle for %s (limits.idle_timeout)", idle)
+	}
+	if ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.Canceled) {
+		return up, down, fmt.Errorf("tunnel ended: %w", context.Cause(ctx))
+	}
+	if upErr != nil && !isClosed(upErr) {
+		return up, down, upErr
+	}
+	if downErr != nil && !isClosed(downErr) {
+		return up, down, downErr
+	}
+	return up, down, nil
+}
+
+// spliceChunk is how much one splice call may move before the deadlines
+// are pushed on: large enough to cost nothing at full speed.
+const spliceChunk = 4 << 20
+
+// pump copies src to dst (direction me of t) until src's EOF, an error or
+// the tunnel idles, and returns the bytes written.
+//
+// It reads and writes through a pooled buffer; once a read fills the
+// buffer (bulk data), between two TCP sockets (or from a unix socket to
+// TCP), it lets the kernel move the bytes instead (splice(2) through
+// io.ReaderFrom), a chunk at a time. Short exchanges never splice: the
+// pipe splice needs costs more than it saves on a few small reads. Idleness is
+// kept with deadlines instead of a timestamp per read: each chunk gets a
+// read deadline idle ahead, and a write deadline 2×idle ahead. A read
+// period in which nothing arrives makes the direction quiet (it then reads
+// through the buffer, so that the first byte to arrive clears that at
+// once), and the tunnel ends when both directions are quiet (a finished
+// direction counts as quiet): between idle and 2×idle after the last byte
+// either way. A write that cannot finish within 2×idle (the receiver reads
+// nothing) ends it too, since spliced bytes may be stuck in the kernel.
+func (t *duplex) pump(dst, src net.Conn, me int) (int64, error) {
+	rf, canSplice := dst.(*net.TCPConn)
+	switch src.(type) {
+	case *net.TCPConn, *net.UnixConn:
+	default:
+		canSplice = false
+	}
+	lr := io.LimitedReader{R: src}
+	var pb *[]byte
+	defer func() {
+		if pb != nil {
+			t.bufs.put(pb)
+		}
+	}()
+	var total int64
+	quiet, bulk := false, false
+	for {
+		var wdl time.Time
+		if t.idle > 0 {
+			now := time.Now()
+			src.SetReadDeadline(now.Add(t.idle))
+			wdl = now.Add(2 * t.idle)
+			dst.SetWriteDeadline(wdl)
+		}
+		var n int64
+		var err error
+		eof := false
+		if bulk && !quiet {
+			lr.N = spliceChunk
+			n, err = rf.ReadFrom(&lr)
+			eof = err == nil && lr.N > 0
+		} else {
+			if pb == nil {
+				pb = t.bufs.get()
+			}
+			n, err = copyOnce(dst, src, *pb)
+			if err == io.EOF {
+				eof, err = true, nil
+			}
+			bulk = canSplice && n == int64(len(*pb))
+		}
+		total += n
+		if n > 0 && quiet {
+			quiet = false
+			t.quiet[me].Store(false)
+		}
+		if eof {
+			t.quiet[me].Store(true)
+			return total, nil
+		}
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return total, err
+		}
+		if !time.Now().Before(wdl) {
+			t.idled.Store(true)
+			return total, errIdle
+		}
+		if n > 0 {
+			continue
+		}
+		if !quiet {
+			quiet = true
+			t.quiet[me].Store(true)
+		}
+		if t.quiet[1-me].Load() {
+			t.idled.Store(true)
+			return total, errIdle
+		}
+	}
+}
+
+// copyOnce reads once from src and writes what it got to dst.
+func copyOnce(dst io.Writer, src io.Reader, buf []byte) (int64, error) {
+	n, rerr := src.Read(buf)
+	if n > 0 {
+		w, werr := dst.Write(buf[:n])
+		if werr != nil {
+			return int64(w), werr
+		}
+	}
+	return int64(n), rerr
+}
+
+// tunnelLimited is tunnel with a rate limiter: every byte waits for it.
+func tunnelLimited(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, idle time.Duration, bufs *bufPool) (up, down int64, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var activity atomic.Int64
@@ -108,10 +304,8 @@ func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, i
 	defer stop()
 	idled := watchIdle(ctx, idle, &activity, cancel)
 
-	var wg sync.WaitGroup
 	var upErr, downErr error
 	half := func(dst, src net.Conn, n *int64, errp *error) {
-		defer wg.Done()
 		defer func() {
 			if v := recover(); v != nil {
 				*errp = fmt.Errorf("panic: %v", v)
@@ -125,10 +319,13 @@ func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, i
 			cancel() // no half-close possible, or an error: end both directions
 		}
 	}
-	wg.Add(2)
-	go half(upstream, client, &up, &upErr)
-	go half(client, upstream, &down, &downErr)
-	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		half(upstream, client, &up, &upErr)
+	}()
+	half(client, upstream, &down, &downErr)
+	<-done
 
 	if idled.Load() {
 		return up, down, fmt.Errorf("idle for %s (limits.idle_timeout)", idle)
@@ -146,7 +343,7 @@ func tunnel(ctx context.Context, client, upstream net.Conn, lim *rate.Limiter, i
 }
 
 func isClosed(err error) bool {
-	return errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled)
+	return errors.Is(err, errIdle) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) || errors.Is(err, context.Canceled)
 }
 
 // watchIdle calls cancel once activity (UnixNano of the last byte moved) is

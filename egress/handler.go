@@ -1,6 +1,7 @@
 package egress
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +19,10 @@ type handler struct {
 	p      *Proxy
 	pol    *policyState
 	client Client
+
+	maxHeader  int           // limits.max_header_bytes, or net/http's default
+	readHeader time.Duration // limits.read_header_timeout, or the default
+	handoff    *handoffListener
 }
 
 func (h *handler) event(r *http.Request, start time.Time) Event {
@@ -36,9 +41,7 @@ func (h *handler) badRequest(w http.ResponseWriter, r *http.Request, start time.
 
 // refuse answers a denied request with 403 and the reason.
 func (h *handler) refuse(w http.ResponseWriter, e Event, d Decision, status int) {
-	e.Action, e.Reason, e.Rule, e.Status = Deny, d.Reason, d.Rule, status
-	e.Duration = time.Since(e.Time)
-	h.p.emit(e)
+	h.deny(&e, d, status)
 	w.Header().Set("X-Clawhold-Deny-Reason", oneLine(d.Reason))
 	http.Error(w, d.Error(), status)
 }
@@ -81,9 +84,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	release, ok := h.pol.acquire()
 	if !ok {
-		h.refuse(w, e, Decision{Policy: h.pol.Name, Host: e.Host, Port: port,
-			Reason: fmt.Sprintf("policy %s already has %d connections open (limits.max_conns)", h.pol.Name, h.pol.Limits.MaxConns)},
-			http.StatusServiceUnavailable)
+		h.refuse(w, e, h.maxConnsDecision(e), http.StatusServiceUnavailable)
 		return
 	}
 	defer release()
@@ -262,9 +263,6 @@ func (h *handler) connect(ctx context.Context, w http.ResponseWriter, r *http.Re
 		return
 	}
 	defer upstream.Close()
-	if ap, err := netip.ParseAddrPort(upstream.RemoteAddr().String()); err == nil {
-		e.IP = ap.Addr().Unmap()
-	}
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		e.Status, e.Reason = http.StatusInternalServerError, "cannot take over the connection: "+err.Error()
@@ -274,6 +272,28 @@ func (h *handler) connect(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Time{})
+	// Bytes the client sent after the CONNECT request (a TLS ClientHello,
+	// typically) may already be buffered.
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		buffered = append(buffered, b...)
+	}
+	if hc, ok := conn.(*handoffConn); ok {
+		var rest []byte
+		conn, rest = hc.unwrap()
+		buffered = append(buffered, rest...)
+	}
+	h.established(ctx, conn, buffered, upstream, d, e)
+}
+
+// established answers a CONNECT whose upstream is connected with 200 and
+// runs the tunnel (or the credential injector) until it ends. buffered
+// holds bytes the client sent after the request.
+func (h *handler) established(ctx context.Context, conn net.Conn, buffered []byte, upstream net.Conn, d Decision, e Event) {
+	if ap, err := netip.ParseAddrPort(upstream.RemoteAddr().String()); err == nil {
+		e.IP = ap.Addr().Unmap()
+	}
 	e.Status = http.StatusOK
 	if _, err := io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 		e.Reason = "client went away"
@@ -281,24 +301,45 @@ func (h *handler) connect(ctx context.Context, w http.ResponseWriter, r *http.Re
 		h.p.emit(e)
 		return
 	}
-	// Bytes the client sent after the CONNECT request (a TLS ClientHello,
-	// typically) may already be buffered.
-	var client net.Conn = conn
-	if n := brw.Reader.Buffered(); n > 0 {
-		client = &prefixConn{Conn: conn, r: io.MultiReader(io.LimitReader(brw.Reader, int64(n)), conn)}
-	}
-	if handled, st, err := h.p.intercept(ctx, client, upstream, d); handled {
-		e.BytesUp, e.BytesDn = st.BytesUp, st.BytesDown
-		e.Reason = fmt.Sprintf("intercepted for credential injection: %d request(s)", st.Requests)
-		if err != nil {
-			e.Reason = "credential injection: " + err.Error()
+	if h.pol.injector != nil {
+		client := conn
+		if len(buffered) > 0 {
+			client = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(buffered), conn)}
 		}
-		e.Duration = time.Since(e.Time)
-		h.p.emit(e)
-		return
+		if handled, st, err := h.p.intercept(ctx, client, upstream, d); handled {
+			e.BytesUp, e.BytesDn = st.BytesUp, st.BytesDown
+			e.Reason = fmt.Sprintf("intercepted for credential injection: %d request(s)", st.Requests)
+			if err != nil {
+				e.Reason = "credential injection: " + err.Error()
+			}
+			e.Duration = time.Since(e.Time)
+			h.p.emit(e)
+			return
+		}
+	}
+	client := conn
+	switch {
+	case len(buffered) == 0:
+	case h.pol.limiter != nil:
+		// Through the tunnel's copy, so that the limit applies to them.
+		client = &prefixConn{Conn: conn, r: io.MultiReader(bytes.NewReader(buffered), conn)}
+	default:
+		// Send them on first, so that the tunnel copies between the
+		// connections themselves (which lets it splice).
+		upstream.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		n, err := upstream.Write(buffered)
+		upstream.SetWriteDeadline(time.Time{})
+		e.BytesUp = int64(n)
+		if err != nil {
+			e.Reason = "upstream: " + err.Error()
+			e.Duration = time.Since(e.Time)
+			h.p.emit(e)
+			return
+		}
 	}
 	up, down, err := tunnel(ctx, client, upstream, h.pol.limiter, h.pol.Limits.IdleTimeout, &h.p.bufs)
-	e.BytesUp, e.BytesDn = up, down
+	e.BytesUp += up
+	e.BytesDn = down
 	if err != nil {
 		e.Reason = err.Error()
 	}

@@ -69,6 +69,7 @@ type Proxy struct {
 	policies   map[string]*policyState
 	remembered remembered
 	bufs       bufPool
+	readers    sync.Pool // *connReader, for first requests
 }
 
 // policyState is a policy with its shared limiters and upstream transport.
@@ -222,40 +223,6 @@ func (p *Proxy) Check(ctx context.Context, policy, host string, port uint16) (De
 		return Decision{}, fmt.Errorf("egress: no policy %q", policy)
 	}
 	return p.decide(ctx, pol, host, port), nil
-}
-
-// Serve accepts connections on ln until ctx is done, every one of them from
-// client c. It closes ln and returns nil when ctx is done.
-func (p *Proxy) Serve(ctx context.Context, ln net.Listener, c Client) error {
-	pol, ok := p.policies[c.Policy]
-	if !ok {
-		return fmt.Errorf("egress: no policy %q", c.Policy)
-	}
-	h := &handler{p: p, pol: pol, client: c}
-	srv := &http.Server{
-		Handler: h,
-		// "OPTIONS *" is for the proxy, not a destination: let the
-		// handler refuse it like any other origin-form request.
-		DisableGeneralOptionsHandler: true,
-		MaxHeaderBytes:               pol.Limits.MaxHeaderBytes,
-		ReadHeaderTimeout:            pol.Limits.ReadHeaderTimeout,
-		IdleTimeout:                  pol.Limits.IdleTimeout,
-		BaseContext:                  func(net.Listener) context.Context { return ctx },
-		ErrorLog:                     slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-	}
-	if srv.ReadHeaderTimeout == 0 {
-		srv.ReadHeaderTimeout = 30 * time.Second // a client that never finishes its headers must not hold a goroutine forever
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("egress: serving %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-		srv.Close()
-		<-errc
-		return nil
-	}
 }
 
 // hostPort splits an authority into host and a numeric port.

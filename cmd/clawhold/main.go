@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawhold/clawhold/instance"
+	"github.com/clawhold/clawhold/sandbox"
 )
 
 func main() {
@@ -23,9 +25,15 @@ func main() {
 		fmt.Fprintln(os.Stderr, "clawhold:", err)
 		os.Exit(1)
 	}
+	// The sandbox's init and exec stages are this binary re-executed.
+	sandbox.Reexec()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRoot(os.Stdin, os.Stdout, os.Stderr).ExecuteContext(ctx)
 	stop()
+	var code exitCodeError
+	if errors.As(err, &code) {
+		os.Exit(int(code))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "clawhold:", err)
 		os.Exit(1)
@@ -57,7 +65,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "configuration file (default: $CLAWHOLD_CONFIG, /etc/clawhold/clawhold.yaml for root, else $XDG_CONFIG_HOME/clawhold/clawhold.yaml; absent means defaults)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what clawhold does to stderr")
-	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd())
+	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd())
 	return root
 }
 
