@@ -43,7 +43,7 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "race detector on the concurrent packages"
-go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress
+go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress ./sandbox/cgroup ./sandbox/execlog
 
 step "fuzz smoke (seed corpus + 10 s each)"
 go test -run '^$' -fuzz FuzzParseHeader -fuzztime 10s ./keys

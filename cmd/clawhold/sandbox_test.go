@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -14,6 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clawhold/clawhold/events"
+	"github.com/clawhold/clawhold/instance"
 )
 
 func needSandboxRoot(t *testing.T) {
@@ -158,4 +162,42 @@ func readJSONLinesMaybe(path string) []map[string]any {
 func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
+}
+
+// TestSandboxRecordsEvents: with an initialized data directory, sandbox
+// events are also records in its system database.
+func TestSandboxRecordsEvents(t *testing.T) {
+	needSandboxRoot(t)
+	bin := buildBinary(t)
+	data := filepath.Join(t.TempDir(), "data")
+	env := []string{"PATH=/usr/bin:/bin", "CLAWHOLD_DATA_DIR=" + data}
+	for _, args := range [][]string{{"init"}, {"sandbox", "run", "--", "/bin/true", "recorded-arg"}} {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("clawhold %v: %v\n%s", args, err, out)
+		}
+	}
+	inst, err := instance.Open(context.Background(), instance.Options{DataDir: data, ConfigPath: ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	db, err := inst.DB(context.Background(), instance.SystemTenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs, err := events.List(context.Background(), db, events.Filter{Type: "process.exec"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, ev := range evs {
+		if strings.Contains(mustJSON(ev.Detail), "recorded-arg") && strings.HasPrefix(ev.Actor, "sandbox:") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no process.exec record with recorded-arg among %d: %+v", len(evs), evs)
+	}
 }
