@@ -17,6 +17,9 @@ const (
 	maxArgLen  = 4 << 10  // bytes per argument (and for the path)
 	maxArgs    = 256      // arguments
 	maxArgvLen = 64 << 10 // bytes over all arguments
+
+	// firstChunk is how much of each argument the batched read takes.
+	firstChunk = 256
 )
 
 // argvReader reads the filename and argv of a task blocked in execve from
@@ -33,7 +36,7 @@ type argvReader struct {
 	page   uint64
 	ptrs   [(maxArgs + 1) * 8]byte
 	path   [maxArgLen]byte
-	strs   []byte // maxArgvLen scratch for argument bytes
+	strs   []byte // first chunks, then the tail for long arguments
 	local  []unix.Iovec
 	remote []unix.RemoteIovec
 }
@@ -41,7 +44,7 @@ type argvReader struct {
 func newArgvReader(pageSize int) *argvReader {
 	return &argvReader{
 		page:   uint64(pageSize),
-		strs:   make([]byte, maxArgvLen),
+		strs:   make([]byte, maxArgs*firstChunk+maxArgvLen),
 		local:  make([]unix.Iovec, 0, maxArgs),
 		remote: make([]unix.RemoteIovec, 0, maxArgs),
 	}
@@ -164,53 +167,58 @@ func (r *argvReader) read(pid int, pathAddr, argvAddr uint64) (path string, argv
 	if !terminated {
 		truncated = true
 	}
+	// First pass: a short page-bounded chunk per argument, all in one
+	// call. Most arguments fit; the rest are finished one by one.
 	off := 0
-	var starts [maxArgs]int
-	n := 0
-	for ; n < argc && off < len(r.strs); n++ {
-		c := r.chunk(addrs[n], min(maxArgLen, len(r.strs)-off))
-		starts[n] = off
-		r.add(r.strs[off:off+c], addrs[n])
+	var starts, lens [maxArgs]int
+	for i := range argc {
+		c := r.chunk(addrs[i], firstChunk)
+		starts[i] = off
+		r.add(r.strs[off:off+c], addrs[i])
 		off += c
 	}
-	if n < argc {
-		truncated = true
-		argc = n
-	}
-	var lens [maxArgs]int
 	if argc > 0 {
 		r.readv(pid, lens[:argc])
 	}
-	// Finish strings that crossed a page. Their bytes must stay contiguous,
-	// so they are read into the tail of the scratch buffer.
-	total := 0
+	// Long arguments are finished in the tail of the scratch buffer, whose
+	// size is the argv budget, so their bytes stay contiguous.
+	tail := off
+	total, kept := 0, 0
 	for i := range argc {
 		s := r.strs[starts[i] : starts[i]+lens[i]]
-		if j := bytes.IndexByte(s, 0); j >= 0 {
-			lens[i] = j
-			total += j
-			continue
-		}
-		if lens[i] < maxArgLen && off < len(r.strs) {
-			dst := r.strs[off:min(off+maxArgLen, len(r.strs))]
+		l := bytes.IndexByte(s, 0)
+		if l < 0 {
+			room := min(maxArgLen, len(r.strs)-tail)
+			if room <= 0 {
+				truncated = true
+				break
+			}
+			dst := r.strs[tail : tail+room]
 			m := copy(dst, s)
 			m, err := r.finish(pid, addrs[i], dst, m, hasNUL)
 			if err != nil {
 				errs = append(errs, err)
 			}
-			starts[i] = off
-			if j := bytes.IndexByte(dst[:m], 0); j >= 0 {
-				lens[i] = j
-				off += j
-				total += j
-				continue
+			starts[i] = tail
+			if l = bytes.IndexByte(dst[:m], 0); l < 0 {
+				l = m
+				truncated = true
 			}
-			lens[i] = m
-			off += m
+			tail += l
 		}
-		truncated = true
-		total += lens[i]
+		if total+l > maxArgvLen {
+			l = maxArgvLen - total
+			truncated = true
+		}
+		lens[i] = l
+		total += l
+		kept = i + 1
+		if total == maxArgvLen && i+1 < argc {
+			truncated = true
+			break
+		}
 	}
+	argc = kept
 
 	// One allocation for all argument bytes, one for the slice.
 	all := make([]byte, 0, total)

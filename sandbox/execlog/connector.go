@@ -105,11 +105,15 @@ func kernelAtLeast(major, minor int) bool {
 	return a > major || a == major && b >= minor
 }
 
+// errEmpty reports that a non-waiting read found nothing queued.
+var errEmpty = errors.New("proc connector: no event queued")
+
 // errOverrun reports that the socket buffer overflowed and exits were lost.
 var errOverrun = errors.New("proc connector: receive buffer overrun, events lost")
 
-// read blocks for the next datagram and appends the exits in it to out.
-func (c *connector) read(buf []byte, out []exitMsg) ([]exitMsg, error) {
+// read appends to out the exits in the next datagram. If wait is false and
+// nothing is queued it returns errEmpty instead of blocking.
+func (c *connector) read(buf []byte, out []exitMsg, wait bool) ([]exitMsg, error) {
 	rc, err := c.f.SyscallConn()
 	if err != nil {
 		return out, err
@@ -118,15 +122,17 @@ func (c *connector) read(buf []byte, out []exitMsg) ([]exitMsg, error) {
 	var rerr error
 	err = rc.Read(func(fd uintptr) bool {
 		n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
-		return rerr != unix.EAGAIN
+		return rerr != unix.EAGAIN || !wait
 	})
 	if err != nil {
 		return out, err
 	}
-	if rerr == unix.ENOBUFS {
+	switch {
+	case rerr == unix.EAGAIN:
+		return out, errEmpty
+	case rerr == unix.ENOBUFS:
 		return out, errOverrun
-	}
-	if rerr != nil {
+	case rerr != nil:
 		return out, fmt.Errorf("proc connector: recv: %w", rerr)
 	}
 	ne := binary.NativeEndian

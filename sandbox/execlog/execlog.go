@@ -27,7 +27,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -133,9 +132,7 @@ func (l *Logger) Serve(ctx context.Context, notify *os.File) error {
 		return fmt.Errorf("execlog: dup notify fd: %w", derr)
 	}
 	defer unix.Close(fd)
-	if os.Getenv("XX_NOSYNC") == "" {
-		notifSyncWakeUp(fd)
-	}
+	notifSyncWakeUp(fd) // best effort: Linux 6.6+
 	closed := func() bool { return rc.Control(func(uintptr) {}) != nil }
 
 	var wg sync.WaitGroup
@@ -147,13 +144,6 @@ func (l *Logger) Serve(ctx context.Context, notify *os.File) error {
 
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if v := os.Getenv("XX_FIFO"); v != "" {
-		type schedParam struct{ prio int32 }
-		p := schedParam{1}
-		_, _, e := unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(unix.Gettid()), 1, uintptr(unsafe.Pointer(&p)))
-		if e != 0 { panic(e) }
-		defer func() { p.prio = 0; unix.Syscall(unix.SYS_SCHED_SETSCHEDULER, uintptr(unix.Gettid()), 0, uintptr(unsafe.Pointer(&p))) }()
-	}
 	s := &server{l: l, argv: newArgvReader(os.Getpagesize()), noPidfdInfo: l.noPidfdInfo}
 	pfd := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 	for {
@@ -413,33 +403,65 @@ func (l *Logger) startExitTracking(wg *sync.WaitGroup) (stop func()) {
 	if err != nil {
 		return l.stopPidfds
 	}
+	done := make(chan struct{})
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		buf := make([]byte, 64<<10)
 		var exits []exitMsg
 		for {
-			var err error
-			exits, err = c.read(buf, exits[:0])
-			now := time.Now()
-			for _, e := range exits {
-				l.exited(e.tgid, &e.status, now)
+			// Block for the first event, take what else is queued, then
+			// pause: the socket sees every exit on the host, and waking
+			// once per exit would steal CPU from the sandbox; exit events
+			// can wait exitBatch.
+			wait := true
+			for {
+				var err error
+				exits, err = c.read(buf, exits[:0], wait)
+				wait = false
+				now := time.Now()
+				for _, e := range exits {
+					l.exited(e.tgid, &e.status, now)
+				}
+				if errors.Is(err, errOverrun) {
+					l.sweep(now)
+					continue
+				}
+				if errors.Is(err, errEmpty) {
+					break
+				}
+				if err != nil {
+					return
+				}
 			}
-			if errors.Is(err, errOverrun) {
-				l.sweep(now)
-				continue
-			}
-			if err != nil {
-				return
+			select {
+			case <-done:
+				// Serve is stopping: deliver what is left, then end.
+				for {
+					var err error
+					exits, err = c.read(buf, exits[:0], false)
+					now := time.Now()
+					for _, e := range exits {
+						l.exited(e.tgid, &e.status, now)
+					}
+					if err != nil && !errors.Is(err, errOverrun) {
+						return
+					}
+				}
+			case <-time.After(exitBatch):
 			}
 		}
 	}()
 	return func() {
+		close(done)
 		c.setDeadline(time.Unix(1, 0))
 		wg.Wait()
 		c.close()
 	}
 }
+
+// exitBatch is how long the exit reader pauses between batches.
+const exitBatch = 10 * time.Millisecond
 
 // sweep emits exits with unknown status for tracked processes that are
 // gone, after the connector lost events.

@@ -379,6 +379,55 @@ func TestPidNamespace(t *testing.T) {
 	}
 }
 
+// TestTruncation: argv beyond the limits is cut and marked, never dropped.
+func TestTruncation(t *testing.T) {
+	l := New(nil)
+	script := `long=$(printf '%5000s' '' | tr ' ' x)
+/bin/true "$long" short
+/bin/true $(seq 300)
+/bin/true $(seq 200 | while read i; do printf '%s ' "$long"; done)`
+	r := runSandbox(t, l, script, nil, nil)
+	if !r.state.Success() {
+		t.Fatalf("payload: %v; stderr: %s", r.state, r.stderr)
+	}
+	var execs []Event
+	for _, ev := range r.events {
+		if ev.Kind == "exec" && ev.Path == "/bin/true" {
+			execs = append(execs, ev)
+		}
+	}
+	if len(execs) != 3 {
+		t.Fatalf("%d /bin/true execs, want 3", len(execs))
+	}
+	tests := []struct {
+		name     string
+		ev       Event
+		args     int // want len(Argv)
+		maxBytes int
+	}{
+		{"long arg", execs[0], 3, maxArgLen + 20},
+		{"many args", execs[1], maxArgs, maxArgvLen},
+		// argv[0] plus 16 cut arguments fill the budget; the last is cut short.
+		{"many long args", execs[2], maxArgvLen/maxArgLen + 1, maxArgvLen},
+	}
+	for _, tt := range tests {
+		total := 0
+		for _, a := range tt.ev.Argv {
+			total += len(a)
+			if len(a) > maxArgLen {
+				t.Errorf("%s: argument of %d bytes kept", tt.name, len(a))
+			}
+		}
+		if !tt.ev.Truncated || len(tt.ev.Argv) != tt.args || total > tt.maxBytes {
+			t.Errorf("%s: truncated=%v, %d args, %d bytes; want truncated, %d args, <= %d bytes",
+				tt.name, tt.ev.Truncated, len(tt.ev.Argv), total, tt.args, tt.maxBytes)
+		}
+	}
+	if a := execs[0].Argv; len(a) == 3 && (len(a[1]) != maxArgLen || a[2] != "short") {
+		t.Errorf("long arg: got %d bytes then %q, want %d then \"short\"", len(a[1]), a[2], maxArgLen)
+	}
+}
+
 // TestBadPointers: when the supervisor cannot read the task's memory it
 // still answers, and logs what it could.
 func TestBadPointers(t *testing.T) {
