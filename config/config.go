@@ -15,6 +15,8 @@ type Config struct {
 	Keys    Keys    `yaml:"keys"`
 	RootKey RootKey `yaml:"root_key"`
 	Egress  Egress  `yaml:"egress"`
+	// Frontdoor is the TLS gateway in front of OpenClaw (docs/frontdoor.md).
+	Frontdoor Frontdoor `yaml:"frontdoor"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

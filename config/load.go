@@ -48,7 +48,8 @@ func Default() *Config {
 			SystemdCredential: "clawhold-root-key",
 			Vault:             Vault{Mount: "transit"},
 		},
-		Egress: defaultEgress(),
+		Egress:    defaultEgress(),
+		Frontdoor: defaultFrontdoor(),
 	}
 }
 

@@ -81,7 +81,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "nothing close, top level",
 			yaml: "frontend: :8080\n",
-			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: data_dir, egress, keys, log, root_key, store)`},
+			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: data_dir, egress, frontdoor, keys, log, root_key, store)`},
 		},
 		{
 			name: "dotted key spelled right",
@@ -535,6 +535,15 @@ func TestDefaults(t *testing.T) {
 			Policies: map[string]EgressPolicy{"default": {Profile: "openclaw", Limits: EgressLimits{
 				MaxConns: 512, IdleTimeout: Duration(5 * time.Minute), MaxHeaderBytes: 65536, ReadHeaderTimeout: Duration(10 * time.Second),
 			}}},
+		},
+		Frontdoor: Frontdoor{
+			Listen: ":8443", HTTPListen: ":8080", PublicURL: "https://localhost:8443",
+			Upstream: "http://127.0.0.1:18789", UserHeader: "x-forwarded-user",
+			TLS:         FrontdoorTLS{Mode: "self-signed"},
+			Sessions:    FrontdoorSessions{IdleTimeout: Duration(30 * time.Minute), AbsoluteTimeout: Duration(12 * time.Hour)},
+			Lockout:     FrontdoorLockout{MaxFailures: 3, Window: Duration(2 * time.Minute), Ban: Duration(5 * time.Minute), MaxBan: Duration(24 * time.Hour)},
+			MFARequired: true,
+			OIDC:        FrontdoorOIDC{Scopes: []string{"openid", "email", "profile"}, GroupsClaim: "groups", DefaultRole: "viewer"},
 		},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {

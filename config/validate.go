@@ -99,6 +99,7 @@ func (c *Config) validate(lines map[string]int) error {
 	}
 
 	v.egress(c.Egress)
+	v.frontdoor(c.Frontdoor)
 
 	return v.err()
 }
