@@ -23,6 +23,9 @@ step "OpenClaw (pinned) + private Node"
 export CLAWHOLD_OPENCLAW_DIR=${CLAWHOLD_OPENCLAW_DIR:-$root/.cache/openclaw}
 scripts/install-openclaw.sh >&2
 
+step "Chromium (Debian) for the browser tests"
+scripts/chromium.sh >/dev/null
+
 step "PostgreSQL"
 pgline=$(scripts/postgres.sh start | grep '^CLAWHOLD_TEST_POSTGRES_DSN=' || true)
 if [ -n "$pgline" ]; then
