@@ -429,12 +429,16 @@ func (r *runner) run(ctx context.Context) (int, error) {
 			}
 		}()
 	}
+	execDone := make(chan struct{})
 	if p.ExecLog {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer close(execDone)
 			r.serveExecLog(bg, notifyHost)
 		}()
+	} else {
+		close(execDone)
 	}
 	var setupErr string
 	statusDone := make(chan struct{})
@@ -463,6 +467,12 @@ func (r *runner) run(ctx context.Context) (int, error) {
 		}
 	}
 	<-statusDone
+	// The exec log ends by itself once no process uses the filter, after
+	// the proc connector has delivered their exits; bounded, in case.
+	select {
+	case <-execDone:
+	case <-time.After(2 * time.Second):
+	}
 	stopBG() // the last limit hits and exits are reported before sandbox.exit
 	wg.Wait()
 	code := cmd.ProcessState.ExitCode()
