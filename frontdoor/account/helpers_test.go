@@ -1,61 +1,22 @@
 package account
 
 import (
-	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx", for schema cleanup
 
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/keys/keystest"
 	"github.com/clawhold/clawhold/store"
+	"github.com/clawhold/clawhold/store/storetest"
 )
 
 // cheapParams keep tests fast; New refuses them, newService does not.
 var cheapParams = Params{Memory: 64, Time: 1, Threads: 1}
-
-// testRoot is a local AES-256-GCM root key, like package kms's file
-// backend (not imported: kms is not ours to depend on in tests).
-type testRoot struct{ aead cipher.AEAD }
-
-func newTestRoot(t testing.TB) *testRoot {
-	key := make([]byte, 32)
-	rand.Read(key)
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testRoot{a}
-}
-
-func (r *testRoot) ID() string { return "test-root" }
-func (r *testRoot) Wrap(_ context.Context, pt, aad []byte) ([]byte, error) {
-	nonce := make([]byte, r.aead.NonceSize())
-	rand.Read(nonce)
-	return r.aead.Seal(nonce, nonce, pt, aad), nil
-}
-func (r *testRoot) Unwrap(_ context.Context, w, aad []byte) ([]byte, error) {
-	if len(w) < r.aead.NonceSize() {
-		return nil, errors.New("short")
-	}
-	return r.aead.Open(nil, w[:r.aead.NonceSize()], w[r.aead.NonceSize():], aad)
-}
 
 // clock is a controllable time source. It starts 15 s into a TOTP step.
 type clock struct {
@@ -76,76 +37,9 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // forEachBackend runs f as a subtest with a fresh system database on SQLite
-// and on PostgreSQL (skipped without CLAWHOLD_TEST_POSTGRES_DSN, except
-// with CI=true, where it fails).
+// and on PostgreSQL (storetest.ForEach).
 func forEachBackend(t *testing.T, f func(t *testing.T, db *store.DB)) {
-	t.Run("sqlite", func(t *testing.T) {
-		dir := t.TempDir()
-		os.Chmod(dir, 0o700)
-		s, err := store.OpenSQLite(dir)
-		if err != nil {
-			t.Fatalf("OpenSQLite: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		db, err := s.System(t.Context())
-		if err != nil {
-			t.Fatalf("System: %v", err)
-		}
-		f(t, db)
-	})
-	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv("CLAWHOLD_TEST_POSTGRES_DSN")
-		if dsn == "" {
-			const msg = "PostgreSQL not available: set CLAWHOLD_TEST_POSTGRES_DSN (scripts/postgres.sh start prints it)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		b := make([]byte, 4)
-		rand.Read(b)
-		prefix := "chacct_" + hex.EncodeToString(b) + "_"
-		t.Cleanup(func() { dropSchemas(t, dsn, prefix) })
-		s, err := store.OpenPostgres(t.Context(), dsn, store.PostgresOptions{SchemaPrefix: prefix})
-		if err != nil {
-			t.Fatalf("OpenPostgres: %v", err)
-		}
-		t.Cleanup(func() { s.Close() })
-		db, err := s.System(t.Context())
-		if err != nil {
-			t.Fatalf("System: %v", err)
-		}
-		f(t, db)
-	})
-}
-
-// dropSchemas drops every schema whose name starts with prefix.
-func dropSchemas(t *testing.T, dsn, prefix string) {
-	ctx := context.Background()
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Errorf("cleanup: %v", err)
-		return
-	}
-	defer db.Close()
-	rows, err := db.QueryContext(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, prefix)
-	if err != nil {
-		t.Errorf("cleanup: listing schemas: %v", err)
-		return
-	}
-	var schemas []string
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err == nil {
-			schemas = append(schemas, s)
-		}
-	}
-	rows.Close()
-	for _, s := range schemas {
-		if _, err := db.ExecContext(ctx, "DROP SCHEMA "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("cleanup: dropping %s: %v", s, err)
-		}
-	}
+	storetest.ForEach(t, "chacct", func(t *testing.T, b storetest.Backend) { f(t, b.System(t)) })
 }
 
 // fixture is a Service over a fresh system database with a test clock.
@@ -158,7 +52,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, db *store.DB, cfg Config) *fixture {
 	t.Helper()
-	kr, err := keys.OpenKeyring(t.Context(), db, newTestRoot(t), "system", keys.Options{Tables: SealedTables()})
+	kr, err := keys.OpenKeyring(t.Context(), db, keystest.NewRoot(t), "system", keys.Options{Tables: SealedTables()})
 	if err != nil {
 		t.Fatalf("OpenKeyring: %v", err)
 	}

@@ -1,54 +1,15 @@
 package session
 
 import (
-	"context"
-	"crypto/aes"
-	"crypto/cipher"
-	"crypto/rand"
-	"database/sql"
-	"encoding/hex"
-	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/keys/keystest"
 	"github.com/clawhold/clawhold/store"
-	"github.com/jackc/pgx/v5"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx" for cleanup
+	"github.com/clawhold/clawhold/store/storetest"
 )
-
-// testRoot is a local AES-GCM root key, as in package keys' tests (package
-// kms's local backends read files or the environment).
-type testRoot struct{ aead cipher.AEAD }
-
-func newTestRoot(t testing.TB) *testRoot {
-	key := make([]byte, 32)
-	rand.Read(key)
-	b, err := aes.NewCipher(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := cipher.NewGCM(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testRoot{a}
-}
-
-func (r *testRoot) ID() string { return "test-root" }
-func (r *testRoot) Wrap(_ context.Context, pt, aad []byte) ([]byte, error) {
-	nonce := make([]byte, r.aead.NonceSize())
-	rand.Read(nonce)
-	return r.aead.Seal(nonce, nonce, pt, aad), nil
-}
-func (r *testRoot) Unwrap(_ context.Context, w, aad []byte) ([]byte, error) {
-	if len(w) < r.aead.NonceSize() {
-		return nil, errors.New("short")
-	}
-	return r.aead.Open(nil, w[:r.aead.NonceSize()], w[r.aead.NonceSize():], aad)
-}
 
 // clock is a controllable time source shared by managers and keyrings.
 type clock struct {
@@ -73,7 +34,7 @@ func (c *clock) Advance(d time.Duration) {
 // would.
 type env struct {
 	open func(t *testing.T) store.Store
-	root *testRoot
+	root *keystest.Root
 	clk  *clock
 }
 
@@ -92,81 +53,11 @@ func (e *env) manager(t *testing.T) *Manager {
 	return &Manager{DB: db, Keyring: kr, Clock: e.clk.Now, Actor: "test"}
 }
 
-// forEachBackend runs f against SQLite and PostgreSQL. PostgreSQL is
-// skipped when CLAWHOLD_TEST_POSTGRES_DSN is unset, except with CI=true,
-// where it fails.
+// forEachBackend runs f against SQLite and PostgreSQL (storetest.ForEach).
 func forEachBackend(t *testing.T, f func(t *testing.T, e *env)) {
-	t.Run("sqlite", func(t *testing.T) {
-		dir := t.TempDir()
-		if err := os.Chmod(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		f(t, &env{root: newTestRoot(t), clk: newClock(), open: func(t *testing.T) store.Store {
-			s, err := store.OpenSQLite(dir)
-			if err != nil {
-				t.Fatalf("OpenSQLite: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}})
+	storetest.ForEach(t, "chsess", func(t *testing.T, b storetest.Backend) {
+		f(t, &env{root: keystest.NewRoot(t), clk: newClock(), open: b.Open})
 	})
-	t.Run("postgres", func(t *testing.T) {
-		dsn := os.Getenv("CLAWHOLD_TEST_POSTGRES_DSN")
-		if dsn == "" {
-			const msg = "PostgreSQL not available: set CLAWHOLD_TEST_POSTGRES_DSN (scripts/postgres.sh start prints it)"
-			if os.Getenv("CI") == "true" {
-				t.Fatal(msg)
-			}
-			t.Skip(msg)
-		}
-		prefix := testSchemaPrefix(t, dsn)
-		f(t, &env{root: newTestRoot(t), clk: newClock(), open: func(t *testing.T) store.Store {
-			s, err := store.OpenPostgres(t.Context(), dsn, store.PostgresOptions{SchemaPrefix: prefix})
-			if err != nil {
-				t.Fatalf("OpenPostgres: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}})
-	})
-}
-
-// testSchemaPrefix returns a schema prefix unique to this test and drops
-// every schema carrying it when the test ends (as store's tests do).
-func testSchemaPrefix(t *testing.T, dsn string) string {
-	t.Helper()
-	b := make([]byte, 4)
-	rand.Read(b)
-	prefix := "chsess_" + hex.EncodeToString(b) + "_"
-	t.Cleanup(func() {
-		ctx := context.Background()
-		db, err := sql.Open("pgx", dsn)
-		if err != nil {
-			t.Errorf("cleanup: %v", err)
-			return
-		}
-		defer db.Close()
-		rows, err := db.QueryContext(ctx, `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`, prefix)
-		if err != nil {
-			t.Errorf("cleanup: listing schemas: %v", err)
-			return
-		}
-		var schemas []string
-		for rows.Next() {
-			var s string
-			if err := rows.Scan(&s); err != nil {
-				t.Errorf("cleanup: %v", err)
-			}
-			schemas = append(schemas, s)
-		}
-		rows.Close()
-		for _, s := range schemas {
-			if _, err := db.ExecContext(ctx, "DROP SCHEMA "+pgx.Identifier{s}.Sanitize()+" CASCADE"); err != nil {
-				t.Errorf("cleanup: dropping %s: %v", s, err)
-			}
-		}
-	})
-	return prefix
 }
 
 func mustCreate(t *testing.T, m *Manager, user string) (string, *Session) {

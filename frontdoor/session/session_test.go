@@ -13,6 +13,7 @@ import (
 
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/keys/keystest"
 	"github.com/clawhold/clawhold/store"
 )
 
@@ -497,7 +498,7 @@ func TestSweep(t *testing.T) {
 // fails on the query.
 func TestMalformedNoQuery(t *testing.T) {
 	var s store.Store
-	e := &env{root: newTestRoot(t), clk: newClock()}
+	e := &env{root: keystest.NewRoot(t), clk: newClock()}
 	dir := t.TempDir()
 	e.open = func(t *testing.T) store.Store {
 		var err error
