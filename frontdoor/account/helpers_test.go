@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/keys"
 	"github.com/clawhold/clawhold/keys/keystest"
