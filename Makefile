@@ -28,6 +28,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzServeProvider -fuzztime 60s ./secrets
 	$(GO) test -run '^$$' -fuzz FuzzProxyRequest -fuzztime 60s ./egress
 	$(GO) test -run '^$$' -fuzz FuzzScrub -fuzztime 60s ./egress
+	$(GO) test -run '^$$' -fuzz FuzzTokenFromRequest -fuzztime 60s ./frontdoor/session
+	$(GO) test -run '^$$' -fuzz FuzzFlowCookie -fuzztime 60s ./frontdoor/oidc
+	$(GO) test -run '^$$' -fuzz FuzzParsePHC -fuzztime 60s ./frontdoor/account
 
 clean:
 	rm -rf bin

@@ -46,12 +46,15 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "race detector on the concurrent packages"
-go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress ./sandbox/cgroup ./sandbox/execlog
+go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress ./sandbox/cgroup ./sandbox/execlog ./frontdoor/session ./frontdoor/proxy
 
 step "fuzz smoke (seed corpus + 50,000 inputs each; a count, not a duration: duration runs can end in a spurious \"context deadline exceeded\" on a loaded machine)"
 go test -run '^$' -fuzz FuzzParseHeader -fuzztime 50000x ./keys
 go test -run '^$' -fuzz FuzzServeProvider -fuzztime 50000x ./secrets
 go test -run '^$' -fuzz FuzzProxyRequest -fuzztime 50000x ./egress
 go test -run '^$' -fuzz FuzzScrub -fuzztime 50000x ./egress
+go test -run '^$' -fuzz FuzzTokenFromRequest -fuzztime 50000x ./frontdoor/session
+go test -run '^$' -fuzz FuzzFlowCookie -fuzztime 20000x ./frontdoor/oidc
+go test -run '^$' -fuzz FuzzParsePHC -fuzztime 50000x ./frontdoor/account
 
 echo "all tests passed in $((SECONDS - t0)) s" >&2
