@@ -18,6 +18,7 @@ import (
 
 	"github.com/clawhold/clawhold/config"
 	"github.com/clawhold/clawhold/datadir"
+	"github.com/clawhold/clawhold/frontdoor/account"
 	"github.com/clawhold/clawhold/keys"
 	"github.com/clawhold/clawhold/kms"
 	"github.com/clawhold/clawhold/secrets"
@@ -172,9 +173,17 @@ func (in *Instance) Keyring(ctx context.Context, tenant string) (*keys.Keyring, 
 	if err != nil {
 		return nil, err
 	}
+	tables := []keys.SealedTable{secrets.SealedTable()}
+	if tenant == SystemTenant {
+		// The front door's TOTP secrets, so that status, rewrap and retire
+		// cover them. Session data is deliberately absent: a session sealed
+		// by a retired version simply ends (package frontdoor/session), so
+		// retire need not wait for sessions and rewrap need not touch them.
+		tables = append(tables, account.SealedTables()...)
+	}
 	k, err := keys.OpenKeyring(ctx, db, in.Root, tenant, keys.Options{
 		Policy: in.policy,
-		Tables: []keys.SealedTable{secrets.SealedTable()},
+		Tables: tables,
 		Logger: in.Logger,
 	})
 	if err != nil {

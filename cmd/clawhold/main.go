@@ -65,7 +65,8 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "configuration file (default: $CLAWHOLD_CONFIG, /etc/clawhold/clawhold.yaml for root, else $XDG_CONFIG_HOME/clawhold/clawhold.yaml; absent means defaults)")
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what clawhold does to stderr")
-	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd())
+	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd(),
+		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd())
 	return root
 }
 
