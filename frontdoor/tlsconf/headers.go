@@ -15,7 +15,10 @@ var securityHeaders = [][2]string{
 	{"Strict-Transport-Security", "max-age=63072000; includeSubDomains"},
 	{"Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"},
 	{"X-Content-Type-Options", "nosniff"},
-	{"Referrer-Policy", "no-referrer"},
+	// same-origin, not no-referrer: with no-referrer browsers send
+	// "Origin: null" on the door's own form posts, and Origin is how the door
+	// tells its pages from another site's.
+	{"Referrer-Policy", "same-origin"},
 	{"X-Frame-Options", "DENY"},
 	{"Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()"},
 	{"Cross-Origin-Opener-Policy", "same-origin"},

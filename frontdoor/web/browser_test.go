@@ -1,11 +1,8 @@
 package web
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -14,38 +11,8 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/clawhold/clawhold/frontdoor/web/browsertest"
 )
-
-// chromium returns a headless Debian chromium context, skipping (failing
-// in CI) without one. Installed by scripts/chromium.sh.
-func chromium(t *testing.T) context.Context {
-	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("chromium not found; scripts/chromium.sh installs it, and CI=true forbids skipping")
-		}
-		t.Skip("chromium not installed (scripts/chromium.sh)")
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox, // as root; the browser only loads this test's loopback pages
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	ctx, cancel2 := chromedp.NewContext(actx)
-	t.Cleanup(cancel2)
-	ctx, cancel3 := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(cancel3)
-	return ctx
-}
 
 // TestPagesInChromium loads every page in a real browser under the door's
 // strict CSP: each renders with its stylesheet, logs no console error or
@@ -91,7 +58,7 @@ func TestPagesInChromium(t *testing.T) {
 	}))
 	defer srv.Close()
 
-	ctx := chromium(t)
+	ctx := browsertest.Chromium(t)
 	var mu sync.Mutex
 	var problems []string
 	chromedp.ListenTarget(ctx, func(ev any) {
