@@ -65,8 +65,13 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	sm := &session.Manager{DB: o.DB, Keyring: o.Keyring, IdleTimeout: time.Duration(cfg.Sessions.IdleTimeout),
 		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout), Actor: "frontdoor", Logger: log}
 	hub := &session.Hub{Manager: sm}
+	geo, err := NewLocator(cfg.GeoIPCityDB)
+	if err != nil {
+		return err
+	}
+	defer geo.Close()
 	opts := Options{PublicOrigin: cfg.PublicURL, Accounts: acc, Sessions: sm, Hub: hub,
-		Upstream: cfg.Upstream, UserHeader: cfg.UserHeader, Logger: log}
+		Upstream: cfg.Upstream, UserHeader: cfg.UserHeader, Geo: geo, Logger: log}
 	if oc := cfg.OIDC; oc.Issuer != "" {
 		key := make([]byte, 32) // flow cookies live 10 minutes: a per-start key is enough
 		rand.Read(key)

@@ -61,7 +61,9 @@ type Options struct {
 	// OIDC, when set, adds single sign-on; OIDCName labels its button.
 	OIDC     *oidc.Provider
 	OIDCName string
-	Logger   *slog.Logger
+	// Geo locates client addresses for login events (nil: not recorded).
+	Geo    *Locator
+	Logger *slog.Logger
 }
 
 // Server is the front door's HTTP handler.
@@ -143,8 +145,9 @@ func (s *Server) sameOrigin(r *http.Request) bool {
 	return o != "" && subtle.ConstantTimeCompare([]byte(o), []byte(s.origin)) == 1
 }
 
-func meta(r *http.Request) account.Meta {
-	return account.Meta{Actor: "frontdoor", IP: clientIP(r), UserAgent: r.UserAgent()}
+func (s *Server) meta(r *http.Request) account.Meta {
+	ip := clientIP(r)
+	return account.Meta{Actor: "frontdoor", IP: ip, UserAgent: r.UserAgent(), Country: s.o.Geo.Locate(ip)}
 }
 
 func clientIP(r *http.Request) string {
@@ -249,7 +252,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	pw := []byte(r.PostFormValue("password"))
 	defer clear(pw)
 	page := web.Page{Title: "Sign in", CSRF: formCSRF(w, r), Next: next, User: name, OIDC: s.oidcName()}
-	u, err := s.o.Accounts.Authenticate(r.Context(), meta(r), name, pw)
+	u, err := s.o.Accounts.Authenticate(r.Context(), s.meta(r), name, pw)
 	var locked *account.LockedError
 	switch {
 	case errors.As(err, &locked):
@@ -322,9 +325,9 @@ func (s *Server) mfa(w http.ResponseWriter, r *http.Request) {
 	next := web.SafeNext(r.PostFormValue("next"))
 	var err error
 	if code := strings.TrimSpace(r.PostFormValue("recovery")); code != "" {
-		err = s.o.Accounts.UseRecoveryCode(r.Context(), meta(r), sess.User, code)
+		err = s.o.Accounts.UseRecoveryCode(r.Context(), s.meta(r), sess.User, code)
 	} else {
-		err = s.o.Accounts.VerifyTOTP(r.Context(), meta(r), sess.User, strings.TrimSpace(r.PostFormValue("code")))
+		err = s.o.Accounts.VerifyTOTP(r.Context(), s.meta(r), sess.User, strings.TrimSpace(r.PostFormValue("code")))
 	}
 	page := web.Page{Title: "Two-step verification", CSRF: sess.CSRFToken(), Next: next}
 	var locked *account.LockedError
@@ -369,7 +372,7 @@ func (s *Server) enrollPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	en, err := s.o.Accounts.EnrollTOTP(r.Context(), meta(r), sess.User)
+	en, err := s.o.Accounts.EnrollTOTP(r.Context(), s.meta(r), sess.User)
 	if err != nil {
 		s.log.Error("frontdoor: TOTP enrolment", "err", err)
 		http.Error(w, "enrolment failed on the server", http.StatusInternalServerError)
@@ -410,7 +413,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := web.SafeNext(r.PostFormValue("next"))
-	codes, err := s.o.Accounts.ConfirmTOTP(r.Context(), meta(r), sess.User, strings.TrimSpace(r.PostFormValue("code")))
+	codes, err := s.o.Accounts.ConfirmTOTP(r.Context(), s.meta(r), sess.User, strings.TrimSpace(r.PostFormValue("code")))
 	if err != nil {
 		s.render(w, http.StatusUnauthorized, web.PageEnroll, web.Page{Title: "Turn on two-step sign-in", CSRF: sess.CSRFToken(),
 			Next: next, Error: "That code did not work; scan the code again and enter the newest one."})
@@ -453,7 +456,7 @@ func (s *Server) setup(w http.ResponseWriter, r *http.Request) {
 		s.render(w, http.StatusBadRequest, web.PageSetup, page)
 		return
 	}
-	if _, err := s.o.Accounts.RedeemSetupToken(r.Context(), meta(r), token, name, pw); err != nil {
+	if _, err := s.o.Accounts.RedeemSetupToken(r.Context(), s.meta(r), token, name, pw); err != nil {
 		page.Error = setupError(err)
 		s.render(w, http.StatusBadRequest, web.PageSetup, page)
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/pquerna/otp/totp"
 
+	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/frontdoor/account"
 	"github.com/clawhold/clawhold/frontdoor/session"
 	"github.com/clawhold/clawhold/frontdoor/web"
@@ -94,7 +96,8 @@ func newDoor(t *testing.T) *door {
 	}
 	sm := &session.Manager{DB: db, Keyring: kr}
 	hub := &session.Hub{Manager: sm}
-	s, err := New(Options{PublicOrigin: origin, Accounts: acc, Sessions: sm, Hub: hub, Upstream: g.URL()})
+	geo, _ := NewLocator("")
+	s, err := New(Options{PublicOrigin: origin, Accounts: acc, Sessions: sm, Hub: hub, Upstream: g.URL(), Geo: geo})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +364,28 @@ func TestFrontDoorAgainstOpenClaw(t *testing.T) {
 		if resp.StatusCode != http.StatusTooManyRequests {
 			t.Errorf("right password while banned: %d", resp.StatusCode)
 		}
+	})
+
+	t.Run("login events carry address, agent and country", func(t *testing.T) {
+		b := d.browser()
+		b.client = "8.8.8.8"
+		b.signIn("nobody-here", "not the password") // alice is locked out by now
+		evs, err := events.List(t.Context(), d.db, events.Filter{Type: account.EventLoginFailed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range evs {
+			if ev.Detail["ip"] == "8.8.8.8" {
+				if ev.Detail["country"] != "US" || ev.Detail["user_agent"] == "" {
+					t.Errorf("failed-login event detail %v: want country US and the user agent", ev.Detail)
+				}
+				if strings.Contains(fmt.Sprint(ev.Detail), "not the password") {
+					t.Error("the password reached an event")
+				}
+				return
+			}
+		}
+		t.Errorf("no failed-login event from 8.8.8.8 among %d", len(evs))
 	})
 
 	t.Run("forms refuse cross-origin posts", func(t *testing.T) {

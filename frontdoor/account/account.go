@@ -141,6 +141,7 @@ type Meta struct {
 	Actor     string // "cli:root(uid 0)", "frontdoor"; default "frontdoor"
 	IP        string // client address, for the limiter and events
 	UserAgent string
+	Country   string // where IP is (frontdoor.Locator), for events
 }
 
 func (m Meta) actor() string {
@@ -158,6 +159,9 @@ func (m Meta) detail(kv ...any) map[string]any {
 	}
 	if m.UserAgent != "" {
 		d["user_agent"] = truncate(m.UserAgent, maxUserAgent)
+	}
+	if m.Country != "" {
+		d["country"] = m.Country
 	}
 	for i := 0; i+1 < len(kv); i += 2 {
 		d[kv[i].(string)] = kv[i+1]
