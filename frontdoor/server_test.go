@@ -75,6 +75,14 @@ func newDoor(t *testing.T) *door {
 		},
 	})
 
+	d := assemble(t, srv, origin, func(o *Options) { o.Upstream = g.URL() })
+	return d
+}
+
+// assemble builds a door (SQLite system database, keyring, accounts,
+// sessions, hub) served by srv, with mod applied to its options.
+func assemble(t *testing.T, srv *httptest.Server, origin string, mod func(*Options)) *door {
+	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
 	st, err := store.OpenSQLite(dir)
@@ -97,7 +105,9 @@ func newDoor(t *testing.T) *door {
 	sm := &session.Manager{DB: db, Keyring: kr}
 	hub := &session.Hub{Manager: sm}
 	geo, _ := NewLocator("")
-	s, err := New(Options{PublicOrigin: origin, Accounts: acc, Sessions: sm, Hub: hub, Upstream: g.URL(), Geo: geo})
+	o := Options{PublicOrigin: origin, Accounts: acc, Sessions: sm, Hub: hub, Geo: geo}
+	mod(&o)
+	s, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
