@@ -103,9 +103,7 @@ func prepare(o *Options) (*runner, error) {
 		return nil, errors.New("sandbox: no command to run")
 	}
 	if o.ID == "" {
-		var b [6]byte
-		rand.Read(b[:])
-		o.ID = hex.EncodeToString(b[:])
+		o.ID = NewID()
 	}
 	o.UID, o.GID = HostIDs(o.UID, o.GID)
 	if o.Exe == "" {
@@ -518,6 +516,13 @@ func (r *runner) serveExecLog(ctx context.Context, sock *os.File) {
 	if err := l.Serve(ctx, nfd); err != nil && ctx.Err() == nil {
 		r.log.Warn("sandbox: exec log", "err", err)
 	}
+}
+
+// NewID returns a random sandbox name.
+func NewID() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // HostIDs returns the host uid and gid that root inside a sandbox maps to,

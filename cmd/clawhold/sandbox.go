@@ -94,6 +94,9 @@ See docs/sandbox.md.`,
 					s(e)
 				}
 			}
+			if id == "" {
+				id = sandbox.NewID() // now, so the egress proxy's events name it too
+			}
 			opts := sandbox.Options{
 				ID: id, Profile: p, Argv: args, Env: env,
 				Stdin: a.stdin, Stdout: a.stdout, Stderr: a.stderr,
