@@ -82,6 +82,9 @@ func (h *Hub) Live() int {
 
 // CloseSession closes every registered connection of session id now.
 func (h *Hub) CloseSession(id string) {
+	if h.Manager != nil {
+		h.Manager.forget(id) // ended elsewhere: stop answering from memory too
+	}
 	h.mu.Lock()
 	cs := h.conns[id]
 	delete(h.conns, id)

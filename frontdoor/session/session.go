@@ -83,9 +83,72 @@ type Manager struct {
 	// or the CLI's "cli:root(uid 0)".
 	Actor  string
 	Logger *slog.Logger // default discards
+	// CacheTTL is how long Lookup may answer from memory, without a query:
+	// a session ended by another process (the CLI) is still honoured here
+	// for up to CacheTTL, the same bound within which a Hub closes its
+	// WebSockets. Ends in this process take effect at once. Default
+	// DefaultCacheTTL; negative turns the cache off.
+	CacheTTL time.Duration
 
-	mu   sync.Mutex
-	hubs map[*Hub]struct{} // running Hubs, told of in-process ends at once
+	mu    sync.Mutex
+	hubs  map[*Hub]struct{} // running Hubs, told of in-process ends at once
+	cache map[string]cached // session id → recent Lookup result
+}
+
+// DefaultCacheTTL bounds how stale a cached Lookup may be.
+const DefaultCacheTTL = time.Second
+
+// maxCached bounds the lookup cache; when full it is emptied.
+const maxCached = 1 << 14
+
+type cached struct {
+	s  Session
+	at time.Time
+}
+
+func (m *Manager) cacheTTL() time.Duration {
+	if m.CacheTTL == 0 {
+		return DefaultCacheTTL
+	}
+	return m.CacheTTL
+}
+
+// cachedLookup returns id's session from the cache when it is fresh and
+// still active by the clock.
+func (m *Manager) cachedLookup(id string, now time.Time) (*Session, bool) {
+	ttl := m.cacheTTL()
+	if ttl < 0 {
+		return nil, false
+	}
+	m.mu.Lock()
+	c, ok := m.cache[id]
+	m.mu.Unlock()
+	if !ok || now.Sub(c.at) >= ttl || now.Before(c.at) || !c.s.Active(now) {
+		return nil, false
+	}
+	s := c.s
+	return &s, true
+}
+
+func (m *Manager) remember(s *Session, now time.Time) {
+	if m.cacheTTL() < 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cache == nil || len(m.cache) >= maxCached {
+		m.cache = make(map[string]cached)
+	}
+	m.cache[s.ID] = cached{s: *s, at: now}
+}
+
+// forget drops ended sessions from the cache.
+func (m *Manager) forget(ids ...string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, id := range ids {
+		delete(m.cache, id)
+	}
 }
 
 // Session is one login session. It never holds the token.
@@ -387,7 +450,15 @@ func (m *Manager) Lookup(ctx context.Context, tok string) (*Session, error) {
 	if err := m.check(); err != nil {
 		return nil, err
 	}
-	return m.lookup(ctx, t.id())
+	id, now := t.id(), m.now()
+	if s, ok := m.cachedLookup(id, now); ok {
+		return s, nil
+	}
+	s, err := m.lookup(ctx, id)
+	if err == nil {
+		m.remember(s, now)
+	}
+	return s, err
 }
 
 func (m *Manager) lookup(ctx context.Context, id string) (*Session, error) {
@@ -885,6 +956,7 @@ func (m *Manager) notifyHubs(ids []string) {
 	if len(ids) == 0 {
 		return
 	}
+	m.forget(ids...)
 	m.mu.Lock()
 	hubs := make([]*Hub, 0, len(m.hubs))
 	for h := range m.hubs {

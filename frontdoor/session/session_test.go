@@ -590,3 +590,48 @@ func TestRetiredKey(t *testing.T) {
 		}
 	})
 }
+
+// TestLookupCache: an end in this process is seen at once; one by another
+// process (the CLI) within CacheTTL; and a cached answer never outlives
+// the session's own timeouts.
+func TestLookupCache(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		m := e.manager(t)
+		m.CacheTTL = time.Second
+		tok, s := mustCreate(t, m, "carol")
+		if _, err := m.Lookup(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+		// In-process revoke: immediate.
+		if err := m.Revoke(t.Context(), s.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Lookup(t.Context(), tok); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("after an in-process revoke: %v", err)
+		}
+		// Another process's revoke: within CacheTTL.
+		tok, s = mustCreate(t, m, "carol")
+		if _, err := m.Lookup(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+		cli := &Manager{DB: m.DB, Actor: "cli:test", Clock: e.clk.Now}
+		if err := cli.Revoke(t.Context(), s.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		e.clk.Advance(time.Second)
+		if _, err := m.Lookup(t.Context(), tok); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("%v after another process's revoke: %v", time.Second, err)
+		}
+		// A cached session still expires on time.
+		m.IdleTimeout = 2 * time.Minute
+		tok, _ = mustCreate(t, m, "carol")
+		if _, err := m.Lookup(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+		m.CacheTTL = time.Hour
+		e.clk.Advance(3 * time.Minute)
+		if _, err := m.Lookup(t.Context(), tok); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("cached session past its idle timeout: %v", err)
+		}
+	})
+}
