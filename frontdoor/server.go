@@ -346,25 +346,34 @@ func (s *Server) mfa(w http.ResponseWriter, r *http.Request) {
 	s.finishLogin(w, r, sess, tok, next)
 }
 
-// finishLogin gives a session that passed its second factor the user's
-// real role under a new id (so a token seen before the second factor is
-// worth nothing) and sends the browser on.
+// finishLogin promotes a session that passed its second factor and sends
+// the browser on.
 func (s *Server) finishLogin(w http.ResponseWriter, r *http.Request, sess *session.Session, tok, next string) {
+	if s.promote(w, r, sess, tok) {
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	}
+}
+
+// promote gives a session that passed its second factor the user's real
+// role under a new id (so a token seen before the second factor is worth
+// nothing) and sets its cookie. It answers the request itself and returns
+// false when that fails.
+func (s *Server) promote(w http.ResponseWriter, r *http.Request, sess *session.Session, tok string) bool {
 	u, err := s.o.Accounts.Get(r.Context(), sess.User)
 	if err != nil || u.Disabled {
 		s.o.Sessions.Revoke(r.Context(), sess.ID, "user unavailable")
 		session.ClearCookie(w)
 		http.Redirect(w, r, web.Prefix+"login", http.StatusSeeOther)
-		return
+		return false
 	}
 	newTok, _, err := s.o.Sessions.RotateRole(r.Context(), tok, string(u.Role))
 	if err != nil {
 		s.log.Error("frontdoor: rotating the session", "err", err)
 		http.Error(w, "sign-in failed on the server; sign in again", http.StatusInternalServerError)
-		return
+		return false
 	}
 	session.SetCookie(w, newTok)
-	http.Redirect(w, r, next, http.StatusSeeOther)
+	return true
 }
 
 func (s *Server) enrollPage(w http.ResponseWriter, r *http.Request) {
@@ -422,17 +431,9 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	s.qrMu.Lock()
 	delete(s.qr, sess.ID)
 	s.qrMu.Unlock()
-	u, err := s.o.Accounts.Get(r.Context(), sess.User)
-	if err != nil {
-		http.Error(w, "sign in again", http.StatusInternalServerError)
+	if !s.promote(w, r, sess, tok) {
 		return
 	}
-	newTok, _, err := s.o.Sessions.RotateRole(r.Context(), tok, string(u.Role))
-	if err != nil {
-		http.Error(w, "sign-in failed on the server; sign in again", http.StatusInternalServerError)
-		return
-	}
-	session.SetCookie(w, newTok)
 	s.render(w, http.StatusOK, web.PageEnroll, web.Page{Title: "Two-step sign-in is on", Next: next, RecoveryCodes: codes})
 }
 
