@@ -97,6 +97,13 @@ func New(o Options) (*Server, error) {
 	s.proxy, err = proxy.New(proxy.Config{
 		Upstream: o.Upstream, UserHeader: o.UserHeader, PublicOrigin: o.PublicOrigin,
 		Register: o.Hub.Register, Logger: s.log,
+		Touch: func(id string) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := o.Sessions.Touch(ctx, id); err != nil {
+				s.log.Warn("frontdoor: session activity", "session", id, "err", err)
+			}
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -116,6 +116,11 @@ type Config struct {
 	// returned unregister is called once the connection has ended.
 	Register func(sessionID string, closeFn func()) (unregister func())
 
+	// Touch, if set, is called (in its own goroutine, at most every 30 s
+	// per socket) while a client sends on a proxied WebSocket: activity
+	// that keeps the session from idling out.
+	Touch func(sessionID string)
+
 	// Logger receives upstream errors and refused requests; nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -136,6 +141,7 @@ type Proxy struct {
 	fwdProto    string // X-Forwarded-Proto, from PublicOrigin
 	fwdHost     string // X-Forwarded-Host, from PublicOrigin
 	register    func(string, func()) func()
+	touch       func(string)
 	logger      *slog.Logger
 	bodyTimeout time.Duration
 	transport   *http.Transport
@@ -146,6 +152,7 @@ type Proxy struct {
 func New(cfg Config) (*Proxy, error) {
 	p := &Proxy{
 		register:    cfg.Register,
+		touch:       cfg.Touch,
 		logger:      cfg.Logger,
 		bodyTimeout: cfg.BodyReadTimeout,
 	}

@@ -740,3 +740,41 @@ func TestClientIP(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketActivityTouchesSession: a client sending on a proxied
+// WebSocket reports its session active (the door keeps it from idling
+// out); a silent socket does not.
+func TestWebSocketActivityTouchesSession(t *testing.T) {
+	up := newRecorder()
+	us := httptest.NewServer(up)
+	defer us.Close()
+	touched := make(chan string, 8)
+	door := startDoor(t, newTestProxy(t, Config{Upstream: us.URL, Touch: func(id string) { touched <- id }}))
+	c, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(door.URL, "http")+"/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {testOrigin}, "X-Test-Role": {RoleOperator}}})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.CloseNow()
+	<-up.ws
+	select {
+	case id := <-touched:
+		t.Fatalf("touched %s before the client sent anything", id)
+	case <-time.After(200 * time.Millisecond):
+	}
+	echo(t, c, "hello")
+	select {
+	case id := <-touched:
+		if id != "s-operator@example.com" {
+			t.Errorf("touched %q", id)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("client traffic did not touch the session")
+	}
+	echo(t, c, "again") // within touchEvery: no second touch
+	select {
+	case id := <-touched:
+		t.Errorf("touched %s twice within %v", id, touchEvery)
+	case <-time.After(200 * time.Millisecond):
+	}
+}

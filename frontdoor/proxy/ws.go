@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 )
 
 // tracker is the context key under which serveUpgrade passes its wsConn to
@@ -69,15 +70,34 @@ func (c *wsConn) close() {
 // working on the underlying writer.
 type hijackWriter struct {
 	http.ResponseWriter
-	c *wsConn
+	c        *wsConn
+	activity func() // may be nil
 }
 
 func (w *hijackWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
 		w.c.setClient(conn)
+		if w.activity != nil {
+			conn = &activityConn{Conn: conn, mark: w.activity}
+		}
 	}
 	return conn, brw, err
+}
+
+// activityConn reports the client's traffic on a proxied WebSocket, so
+// that a user active only over a socket keeps their session alive.
+type activityConn struct {
+	net.Conn
+	mark func()
+}
+
+func (c *activityConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mark()
+	}
+	return n, err
 }
 
 func (w *hijackWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
@@ -94,5 +114,24 @@ func (p *Proxy) serveUpgrade(w http.ResponseWriter, r *http.Request, id Identity
 		}
 	}
 	defer c.close()
-	p.rp.ServeHTTP(&hijackWriter{ResponseWriter: w, c: c}, r.WithContext(ctx))
+	var activity func()
+	if p.touch != nil {
+		var mu sync.Mutex
+		var last time.Time
+		activity = func() {
+			mu.Lock()
+			due := time.Since(last) >= touchEvery
+			if due {
+				last = time.Now()
+			}
+			mu.Unlock()
+			if due {
+				go p.touch(id.SessionID)
+			}
+		}
+	}
+	p.rp.ServeHTTP(&hijackWriter{ResponseWriter: w, c: c, activity: activity}, r.WithContext(ctx))
 }
+
+// touchEvery bounds how often a busy WebSocket reports its session active.
+const touchEvery = 30 * time.Second

@@ -521,6 +521,29 @@ func (m *Manager) lookup(ctx context.Context, id string) (*Session, error) {
 	return &s, nil
 }
 
+// Touch records activity on session id that did not come through Lookup
+// (traffic on a proxied WebSocket), at most once per TouchInterval, so the
+// session does not idle out under a user who is only using a socket. An
+// ended session stays ended.
+func (m *Manager) Touch(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return ErrNoSession
+	}
+	if err := m.checkDB(); err != nil {
+		return err
+	}
+	now := m.now()
+	stale := now.Add(-m.touchInterval(m.idleTimeout())).UnixMilli()
+	return m.DB.Update(ctx, func(tx *store.Tx) error {
+		// Never revive a session that has already idled out or expired.
+		_, err := tx.Exec(ctx, `UPDATE sessions SET last_seen_at = ?
+			WHERE id = ? AND revoked_at IS NULL AND expired_at IS NULL AND last_seen_at < ?
+			AND last_seen_at + idle_timeout > ? AND expires_at > ?`,
+			now.UnixMilli(), id, stale, now.UnixMilli(), now.UnixMilli())
+		return err
+	})
+}
+
 // lookupNoTouch re-reads a session after a touch found nothing to update.
 func (m *Manager) lookupNoTouch(ctx context.Context, id string) (*Session, error) {
 	var r *row

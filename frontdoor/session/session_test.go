@@ -635,3 +635,33 @@ func TestLookupCache(t *testing.T) {
 		}
 	})
 }
+
+// TestTouch: activity reported for a session keeps it from idling out,
+// but never revives one that has.
+func TestTouch(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, e *env) {
+		m := e.manager(t)
+		m.CacheTTL = -1
+		m.IdleTimeout = 10 * time.Minute
+		tok, s := mustCreate(t, m, "erin")
+		for i := 0; i < 3; i++ { // 24 minutes of socket-only activity
+			e.clk.Advance(8 * time.Minute)
+			if err := m.Touch(t.Context(), s.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := m.Lookup(t.Context(), tok); err != nil {
+			t.Fatalf("touched session idled out: %v", err)
+		}
+		e.clk.Advance(11 * time.Minute)
+		if err := m.Touch(t.Context(), s.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Lookup(t.Context(), tok); !errors.Is(err, ErrNoSession) {
+			t.Fatalf("a Touch revived an idled-out session: %v", err)
+		}
+		if err := m.Touch(t.Context(), "not-an-id"); !errors.Is(err, ErrNoSession) {
+			t.Errorf("malformed id: %v", err)
+		}
+	})
+}
