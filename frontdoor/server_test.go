@@ -81,7 +81,7 @@ func newDoor(t *testing.T) *door {
 
 // assemble builds a door (SQLite system database, keyring, accounts,
 // sessions, hub) served by srv, with mod applied to its options.
-func assemble(t *testing.T, srv *httptest.Server, origin string, mod func(*Options)) *door {
+func assemble(t testing.TB, srv *httptest.Server, origin string, mod func(*Options)) *door {
 	t.Helper()
 	dir := t.TempDir()
 	os.Chmod(dir, 0o700)
@@ -126,7 +126,11 @@ func assemble(t *testing.T, srv *httptest.Server, origin string, mod func(*Optio
 		r.RemoteAddr = ip + ":40000"
 		h.ServeHTTP(w, r)
 	})
-	return &door{t: t, srv: srv, origin: origin, accounts: acc, sessions: sm, db: db, kr: kr}
+	d := &door{srv: srv, origin: origin, accounts: acc, sessions: sm, db: db, kr: kr}
+	if tt, ok := t.(*testing.T); ok {
+		d.t = tt
+	}
+	return d
 }
 
 // browser is a client with its own cookies that sends the door's Origin on
