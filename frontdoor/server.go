@@ -395,6 +395,9 @@ func (s *Server) enrollPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.qrMu.Lock()
+	if len(s.qr) >= 1024 { // abandoned enrolments: start over rather than grow
+		clear(s.qr)
+	}
 	s.qr[sess.ID] = en.QRCode
 	s.qrMu.Unlock()
 	s.render(w, http.StatusOK, web.PageEnroll, web.Page{Title: "Turn on two-step sign-in", CSRF: sess.CSRFToken(),
