@@ -1,9 +1,6 @@
 package sandbox
 
 import (
-	"encoding/json"
-	"io"
-	"sync"
 	"time"
 
 	"github.com/clawhold/clawhold/egress"
@@ -34,16 +31,4 @@ type Event struct {
 	Argv     []string `json:"argv,omitempty"`
 	ExitCode *int     `json:"exit_code,omitempty"`
 	Detail   string   `json:"detail,omitempty"`
-}
-
-// JSONLines returns an event sink that writes one JSON object per line to
-// w, safe for concurrent use.
-func JSONLines(w io.Writer) func(Event) {
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	return func(e Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(e)
-	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/clawhold/clawhold/config"
 	"github.com/clawhold/clawhold/datadir"
 	"github.com/clawhold/clawhold/egress"
+	"github.com/clawhold/clawhold/events/stream"
 	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/secrets"
 )
@@ -105,7 +105,7 @@ See docs/egress.md.`,
 				once.Do(func() { store = a.openSecretSource(ctx, tenant, policy) })
 				return store.get(ctx, name)
 			}
-			p, cfg, err := a.newEgressProxy(askTimeout, jsonLines(out), secretsFn)
+			p, cfg, err := a.newEgressProxy(askTimeout, stream.JSONLines[egress.Event](out), secretsFn)
 			if err != nil {
 				return err
 			}
@@ -195,17 +195,6 @@ func listenEgress(addr string) (net.Listener, error) {
 		return nil, fmt.Errorf("--listen %q: the proxy must listen on loopback or a private address only", addr)
 	}
 	return egress.Listen(context.Background(), "tcp", ap.String())
-}
-
-// jsonLines returns an event callback writing one JSON object per line.
-func jsonLines(w io.Writer) func(egress.Event) {
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	return func(e egress.Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(e)
-	}
 }
 
 func (a *app) egressCheckCmd() *cobra.Command {

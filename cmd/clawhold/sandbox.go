@@ -15,6 +15,7 @@ import (
 
 	"github.com/clawhold/clawhold/egress"
 	"github.com/clawhold/clawhold/events"
+	"github.com/clawhold/clawhold/events/stream"
 	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/sandbox"
 	"github.com/clawhold/clawhold/sandbox/preflight"
@@ -151,14 +152,14 @@ func (a *app) sandboxSinks(ctx context.Context, path string, record bool) ([]fun
 	switch path {
 	case "":
 	case "-":
-		sinks = append(sinks, sandbox.JSONLines(a.stderr))
+		sinks = append(sinks, stream.JSONLines[sandbox.Event](a.stderr))
 	default:
 		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("opening --events: %w", err)
 		}
 		closers = append(closers, func() { f.Close() })
-		sinks = append(sinks, sandbox.JSONLines(f))
+		sinks = append(sinks, stream.JSONLines[sandbox.Event](f))
 	}
 	if record {
 		inst, err := a.open(ctx, false)

@@ -18,10 +18,8 @@ package execlog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"runtime"
 	"strings"
@@ -82,7 +80,7 @@ type tracked struct {
 // New returns a Logger calling emit for each event. emit is never called
 // concurrently by one Logger. Exec events are emitted by the serving thread
 // right after the task is released, so a slow emit delays the next exec in
-// the sandbox: keep it quick (JSONLines into a buffered writer is).
+// the sandbox: keep it quick (stream.JSONLines into a buffered writer is).
 func New(emit func(Event)) *Logger {
 	return &Logger{
 		emit: emit,
@@ -522,19 +520,5 @@ func (l *Logger) stopPidfds() {
 			t.pidfd.Close()
 			t.pidfd = nil
 		}
-	}
-}
-
-// JSONLines returns an emit function writing one JSON object per line to
-// w. It is safe for concurrent use. Write errors are dropped: the log must
-// not stall the sandbox; give it a writer that reports its own failures.
-func JSONLines(w io.Writer) func(Event) {
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	return func(ev Event) {
-		mu.Lock()
-		defer mu.Unlock()
-		enc.Encode(ev)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/clawhold/clawhold/events/stream"
 	"github.com/clawhold/clawhold/sandbox/seccomp"
 	"golang.org/x/sys/unix"
 )
@@ -527,7 +528,7 @@ func TestCancel(t *testing.T) {
 
 func TestJSONLines(t *testing.T) {
 	var buf bytes.Buffer
-	emit := JSONLines(&buf)
+	emit := stream.JSONLines[Event](&buf)
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Add(1)
@@ -608,7 +609,7 @@ func BenchmarkExec2000(b *testing.B) {
 			start := time.Now()
 			if mode == "logged" {
 				w := bufio.NewWriter(devnull)
-				l := New(JSONLines(w))
+				l := New(stream.JSONLines[Event](w))
 				r := runSandbox(b, l, script, nil, nil)
 				w.Flush()
 				if r.serveErr != nil || l.ExitTracking() != nil {
