@@ -54,16 +54,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	if err != nil {
 		return fmt.Errorf("frontdoor.public_url: %w", err)
 	}
-	lim := account.NewLimiter(account.LimiterConfig{
-		MaxFailures: cfg.Lockout.MaxFailures, Window: time.Duration(cfg.Lockout.Window),
-		BanTime: time.Duration(cfg.Lockout.Ban), MaxBanTime: time.Duration(cfg.Lockout.MaxBan),
-	})
-	acc, err := account.New(ctx, o.DB, o.Keyring, account.Config{MFAOptional: !cfg.MFARequired, Limiter: lim})
+	acc, err := Accounts(ctx, cfg, o.DB, o.Keyring)
 	if err != nil {
 		return err
 	}
-	sm := &session.Manager{DB: o.DB, Keyring: o.Keyring, IdleTimeout: time.Duration(cfg.Sessions.IdleTimeout),
-		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout), Actor: "frontdoor", Logger: log}
+	sm := Sessions(cfg, o.DB, o.Keyring, "frontdoor", log)
 	hub := &session.Hub{Manager: sm}
 	geo, err := NewLocator(cfg.GeoIPCityDB)
 	if err != nil {
@@ -146,6 +141,24 @@ func Serve(ctx context.Context, o ServeOptions) error {
 		return fmt.Errorf("frontdoor: %w", err)
 	}
 	return nil
+}
+
+// Accounts returns the account service cfg describes over the system
+// database and keyring: MFA as frontdoor.mfa_required says, failures
+// budgeted by frontdoor.lockout.
+func Accounts(ctx context.Context, cfg config.Frontdoor, db *store.DB, kr *keys.Keyring) (*account.Service, error) {
+	lim := account.NewLimiter(account.LimiterConfig{
+		MaxFailures: cfg.Lockout.MaxFailures, Window: time.Duration(cfg.Lockout.Window),
+		BanTime: time.Duration(cfg.Lockout.Ban), MaxBanTime: time.Duration(cfg.Lockout.MaxBan),
+	})
+	return account.New(ctx, db, kr, account.Config{MFAOptional: !cfg.MFARequired, Limiter: lim})
+}
+
+// Sessions returns the session manager cfg describes over the system
+// database. kr may be nil for callers that only list and revoke (the CLI).
+func Sessions(cfg config.Frontdoor, db *store.DB, kr *keys.Keyring, actor string, log *slog.Logger) *session.Manager {
+	return &session.Manager{DB: db, Keyring: kr, IdleTimeout: time.Duration(cfg.Sessions.IdleTimeout),
+		AbsoluteTimeout: time.Duration(cfg.Sessions.AbsoluteTimeout), Actor: actor, Logger: log}
 }
 
 // tlsSetup returns the TLS configuration for cfg.TLS.Mode and a wrapper for

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/clawhold/clawhold/frontdoor"
 	"github.com/clawhold/clawhold/frontdoor/account"
 	"github.com/clawhold/clawhold/frontdoor/session"
 	"github.com/clawhold/clawhold/instance"
@@ -57,13 +58,7 @@ func frontdoorFor(ctx context.Context, in *instance.Instance, accounts bool) (*f
 	if err != nil {
 		return nil, err
 	}
-	st := &frontdoorState{in: in, sessions: &session.Manager{
-		DB:              sys,
-		IdleTimeout:     time.Duration(in.Config.Frontdoor.Sessions.IdleTimeout),
-		AbsoluteTimeout: time.Duration(in.Config.Frontdoor.Sessions.AbsoluteTimeout),
-		Actor:           actor(),
-		Logger:          in.Logger,
-	}}
+	st := &frontdoorState{in: in, sessions: frontdoor.Sessions(in.Config.Frontdoor, sys, nil, actor(), in.Logger)}
 	if accounts {
 		if err := st.openAccounts(ctx); err != nil {
 			return nil, err
@@ -80,9 +75,7 @@ func (st *frontdoorState) openAccounts(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st.accounts, err = account.New(ctx, st.sessions.DB, kr, account.Config{
-		MFAOptional: !st.in.Config.Frontdoor.MFARequired,
-	})
+	st.accounts, err = frontdoor.Accounts(ctx, st.in.Config.Frontdoor, st.sessions.DB, kr)
 	return err
 }
 
