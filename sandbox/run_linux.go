@@ -90,7 +90,7 @@ type runner struct {
 	cg      *cgroup.Group
 	expose  net.Listener
 	spec    initSpec
-	mounts  []*os.File // O_PATH sources, in spec.Mounts order
+	egress  *os.File // detached mount of the egress proxy's socket
 	cleanup func()
 }
 
@@ -150,8 +150,7 @@ func (r *runner) planMounts() error {
 			return err
 		}
 		r.files = append(r.files, f)
-		r.mounts = append(r.mounts, f)
-		r.spec.Mounts = append(r.spec.Mounts, mountSpec{Source: source, Target: target, RW: rw})
+		r.spec.Mounts = append(r.spec.Mounts, mountSpec{Source: source, Target: target, RW: rw, fd: f})
 		return nil
 	}
 	x := &r.spec.Exec
@@ -215,18 +214,9 @@ func (r *runner) planMounts() error {
 		}
 	}
 	// Binds nest in order: a parent directory before what is bound under it.
-	idx := make([]int, len(r.spec.Mounts))
-	for i := range idx {
-		idx[i] = i
-	}
-	sort.SliceStable(idx, func(a, b int) bool {
-		return strings.Count(r.spec.Mounts[idx[a]].Target, "/") < strings.Count(r.spec.Mounts[idx[b]].Target, "/")
+	sort.SliceStable(r.spec.Mounts, func(a, b int) bool {
+		return strings.Count(r.spec.Mounts[a].Target, "/") < strings.Count(r.spec.Mounts[b].Target, "/")
 	})
-	ms, fs2 := make([]mountSpec, len(idx)), make([]*os.File, len(idx))
-	for i, j := range idx {
-		ms[i], fs2[i] = r.spec.Mounts[j], r.mounts[j]
-	}
-	r.spec.Mounts, r.mounts = ms, fs2
 	r.spec.Links = links
 	x.RWDirs = append(x.RWDirs, "/tmp", "/dev/shm")
 	x.RWFiles = append(x.RWFiles, "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
@@ -293,8 +283,7 @@ func (r *runner) run(ctx context.Context) (int, error) {
 		r.spec.ProxyPort = p.Network.ProxyPort
 		x.ConnectPorts = append(x.ConnectPorts, uint16(p.Network.ProxyPort))
 		x.RWFiles = append(x.RWFiles, egressInside)
-		r.mounts = append(r.mounts, f)
-		r.spec.EgressSocket = "fd" // bound from its descriptor, see fdPath
+		r.egress = f
 	}
 	if p.Network.Expose != 0 {
 		os.Remove(o.ExposeSocket)
@@ -344,11 +333,11 @@ func (r *runner) run(ctx context.Context) (int, error) {
 	extra = append(extra, specR, statusW, notifyChild, exe, exposeFile)
 	for i := range r.spec.Mounts {
 		r.spec.Mounts[i].Source = fdPath(len(extra) + 3)
-		extra = append(extra, r.mounts[i])
+		extra = append(extra, r.spec.Mounts[i].fd)
 	}
-	if r.spec.EgressSocket != "" {
+	if r.egress != nil {
 		r.spec.EgressSocket = fdPath(len(extra) + 3)
-		extra = append(extra, r.mounts[len(r.mounts)-1])
+		extra = append(extra, r.egress)
 	}
 
 	limits := cgroup.Limits{CPU: p.Limits.CPU, Memory: int64(p.Limits.Memory), Pids: int64(p.Limits.Pids)}

@@ -37,6 +37,8 @@ type mountSpec struct {
 	// Link, when set, makes Target a symlink to Link instead of a mount
 	// (/bin -> usr/bin on merged-/usr systems).
 	Link string `json:"link,omitempty"`
+
+	fd *os.File // host side: the detached mount passed to init as Source
 }
 
 // initSpec tells init how to build the sandbox.
