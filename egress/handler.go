@@ -89,16 +89,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer release()
 
-	ctx := r.Context()
-	if t := h.pol.Limits.TotalTimeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
-		defer cancel()
-	}
-	d := h.p.decide(ctx, h.pol, host, port)
-	if d.Action == Ask {
-		d, e.Asked = h.p.ask(ctx, h.client, r.Method, d)
-	}
+	ctx, cancel := h.withTotalTimeout(r.Context())
+	defer cancel()
+	d := h.decide(ctx, r.Method, host, port, &e)
 	if d.Action != Allow {
 		h.refuse(w, e, d, http.StatusForbidden)
 		return
@@ -109,6 +102,24 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.forward(ctx, w, r, d, e)
+}
+
+// withTotalTimeout bounds ctx by the policy's limits.total_timeout.
+func (h *handler) withTotalTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if t := h.pol.Limits.TotalTimeout; t > 0 {
+		return context.WithTimeout(ctx, t)
+	}
+	return ctx, func() {}
+}
+
+// decide decides host:port under the handler's policy, asking the approver
+// when an ask rule matches (and recording how in e.Asked).
+func (h *handler) decide(ctx context.Context, method, host string, port uint16, e *Event) Decision {
+	d := h.p.decide(ctx, h.pol, host, port)
+	if d.Action == Ask {
+		d, e.Asked = h.p.ask(ctx, h.client, method, d)
+	}
+	return d
 }
 
 // hopHeaders are removed in both directions (RFC 9110 §7.6.1), as are all

@@ -294,15 +294,9 @@ func (h *handler) connectDirect(ctx context.Context, c net.Conn, req *http.Reque
 		return keep
 	}
 	defer release()
-	if t := h.pol.Limits.TotalTimeout; t > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, t)
-		defer cancel()
-	}
-	d := h.p.decide(ctx, h.pol, host, port)
-	if d.Action == Ask {
-		d, e.Asked = h.p.ask(ctx, h.client, req.Method, d)
-	}
+	ctx, cancel := h.withTotalTimeout(ctx)
+	defer cancel()
+	d := h.decide(ctx, req.Method, host, port, &e)
 	if d.Action != Allow {
 		h.deny(&e, d, http.StatusForbidden)
 		writeError(c, req, http.StatusForbidden, d.Error(), d.Reason, !keep)
