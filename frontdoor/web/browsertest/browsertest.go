@@ -40,7 +40,7 @@ func Chromium(t testing.TB, trust ...*x509.Certificate) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profileDir(t)),
 	)
 	if len(trust) > 0 {
 		var spki []string
@@ -57,4 +57,24 @@ func Chromium(t testing.TB, trust ...*x509.Certificate) context.Context {
 	ctx, cancel3 := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(cancel3)
 	return ctx
+}
+
+// profileDir is a fresh browser profile directory, removed after the
+// browser: chromium may still be writing to it for a moment after it is
+// told to quit, which t.TempDir's cleanup reports as a failure.
+func profileDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "clawhold-chromium-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 20; i++ {
+			if os.RemoveAll(dir) == nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Logf("could not remove the browser profile %s", dir)
+	})
+	return dir
 }
