@@ -29,6 +29,11 @@ func confine(spec *execSpec, notify *os.File) error {
 		if err := landlockSelf(spec); err != nil {
 			return fmt.Errorf("landlock: %w", err)
 		}
+		if spec.InitOnlyPort != 0 {
+			if err := landlockThreadNet(spec); err != nil {
+				return fmt.Errorf("landlock: %w", err)
+			}
+		}
 	}
 	nfd, err := seccomp.Install(seccomp.Filter{Allow: spec.SeccompAllow, Notify: spec.Notify})
 	if err != nil {
@@ -105,6 +110,40 @@ func landlockSelf(spec *execSpec) error {
 		rules = append(rules, landlock.ConnectTCP(p))
 	}
 	return cfg.BestEffort().Restrict(rules...)
+}
+
+// landlockThreadNet adds a Landlock layer to the calling thread only —
+// the one the command is forked from — that drops TCP connect to
+// InitOnlyPort. Init's other threads keep the outer layer and can still
+// relay to the exposed port; the command, and every process it starts,
+// cannot reach it, so none of them can speak to the gateway with forged
+// identity headers.
+func landlockThreadNet(spec *execSpec) error {
+	abi, err := llsys.LandlockGetABIVersion()
+	if err != nil || abi < 4 {
+		// Fail closed: without it the exposed port's identity headers
+		// could be forged from inside.
+		return fmt.Errorf("keeping the command off the exposed port %d needs Landlock TCP rules (ABI 4, Linux 6.7); this kernel has ABI %d", spec.InitOnlyPort, abi)
+	}
+	fd, err := llsys.LandlockCreateRuleset(&llsys.RulesetAttr{HandledAccessNet: llsys.AccessNetConnectTCP}, 0)
+	if err != nil {
+		return fmt.Errorf("creating the command's network ruleset: %w", err)
+	}
+	defer unix.Close(fd)
+	for _, p := range spec.ConnectPorts {
+		if p == spec.InitOnlyPort {
+			continue
+		}
+		if err := llsys.LandlockAddNetPortRule(fd, &llsys.NetPortAttr{AllowedAccess: llsys.AccessNetConnectTCP, Port: uint64(p)}, 0); err != nil {
+			return fmt.Errorf("allowing port %d: %w", p, err)
+		}
+	}
+	// The raw syscall, not the library's all-threads variant: only this
+	// thread (and so only the command) is restricted.
+	if err := llsys.LandlockRestrictSelf(fd, 0); err != nil {
+		return fmt.Errorf("restricting the command's thread: %w", err)
+	}
+	return nil
 }
 
 // lookPath finds file in the PATH of env (the sandbox's, not ours).

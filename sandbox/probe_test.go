@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -63,6 +64,33 @@ func probe(args []string) int {
 			c.Close()
 		}
 		return blocked("connect "+arg(1), err)
+	case "exposed-port": // listen on the exposed port like a gateway; the command itself must not connect to it
+		ln, err := net.Listen("tcp", "127.0.0.1:"+arg(1))
+		if err != nil {
+			fmt.Println("probe: listen:", err)
+			return 2
+		}
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+arg(1), 2*time.Second)
+		if c != nil {
+			c.Close()
+		}
+		code := blocked("connect to the exposed port 127.0.0.1:"+arg(1), err)
+		// A child process (a tool the agent starts) is no better off.
+		exe, _ := os.Executable()
+		out, _ := exec.Command(exe, "connect", "localhost:"+arg(1)).CombinedOutput()
+		fmt.Print("child: ", string(out))
+		if !strings.HasPrefix(string(out), "blocked") {
+			code = 1
+		}
+		fmt.Printf("serving code=%d\n", code)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return 2
+			}
+			fmt.Fprintf(c, "served code=%d\n", code)
+			c.Close()
+		}
 	case "proxy-get": // through HTTP_PROXY: blocked means the proxy refused
 		u, _ := url.Parse(os.Getenv("HTTP_PROXY"))
 		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(u)}}

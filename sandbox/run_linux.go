@@ -300,6 +300,7 @@ func (r *runner) run(ctx context.Context) (int, error) {
 		defer ln.Close()
 		r.spec.Expose = p.Network.Expose
 		x.ConnectPorts = append(x.ConnectPorts, uint16(p.Network.Expose))
+		x.InitOnlyPort = uint16(p.Network.Expose)
 	}
 
 	// Pipes and sockets to init.

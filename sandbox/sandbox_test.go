@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -258,6 +260,60 @@ func TestEscapes(t *testing.T) {
 		t.Error("the host's hostname changed")
 	}
 }
+
+// TestExposedPortOffLimits: the exposed port is reachable from the host
+// through the expose socket (init relays), but not from the command or
+// its children — they would otherwise reach a gateway that believes
+// identity headers from that relay.
+func TestExposedPortOffLimits(t *testing.T) {
+	e := newEnv(t)
+	const port = 18790
+	p := e.profile(func(p *Profile) { p.Network.Expose = port })
+	sock := filepath.Join(t.TempDir(), "expose.sock")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	exe, _ := os.Executable()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		_, err := Run(ctx, Options{
+			Profile: p, Argv: []string{exe, "exposed-port", strconv.Itoa(port)}, Env: []string{probeEnv + "=1"},
+			Stdout: &out, Stderr: &out, EgressSocket: e.egress, ExposeSocket: sock,
+		})
+		done <- err
+	}()
+	var reply string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			continue
+		}
+		b, _ := io.ReadAll(c)
+		c.Close()
+		if reply = string(b); reply != "" {
+			break
+		}
+	}
+	cancel()
+	<-done
+	t.Log(out.String())
+	if reply != "served code=0\n" {
+		t.Fatalf("through the expose socket: got %q, want the probe's answer with code=0 (both connects blocked)\n%s", reply, out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (e *env) eventsOf(typ string) []Event {
 	e.mu.Lock()

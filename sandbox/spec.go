@@ -69,6 +69,10 @@ type execSpec struct {
 	ROFiles      []string `json:"ro_files"`
 	RWFiles      []string `json:"rw_files"`
 	ConnectPorts []uint16 `json:"connect_ports"`
+	// InitOnlyPort is the exposed port: init relays to it, but the command
+	// and everything it starts may not connect to it (the gateway behind
+	// it believes identity headers from init's relay).
+	InitOnlyPort uint16 `json:"init_only_port,omitempty"`
 	// Seccomp
 	SeccompAllow []string `json:"seccomp_allow"`
 	Notify       bool     `json:"notify"`
