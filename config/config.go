@@ -16,7 +16,9 @@ type Config struct {
 	RootKey RootKey `yaml:"root_key"`
 	Egress  Egress  `yaml:"egress"`
 	// Frontdoor is the TLS gateway in front of OpenClaw (docs/frontdoor.md).
-	Frontdoor Frontdoor `yaml:"frontdoor"`
+	Frontdoor Frontdoor         `yaml:"frontdoor"`
+	Cells     Cells             `yaml:"cells"`
+	Tenants   map[string]Tenant `yaml:"tenants"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

@@ -50,6 +50,7 @@ func Default() *Config {
 		},
 		Egress:    defaultEgress(),
 		Frontdoor: defaultFrontdoor(),
+		Cells:     defaultCells(),
 	}
 }
 

@@ -100,6 +100,7 @@ func (c *Config) validate(lines map[string]int) error {
 
 	v.egress(c.Egress)
 	v.frontdoor(c.Frontdoor)
+	v.cells(c.Cells, c.Tenants, c.Egress.Policies)
 
 	return v.err()
 }
