@@ -13,6 +13,13 @@ import (
 // file is removed; path is untouched unless only the final directory sync
 // failed. A symlink at path is replaced, not followed.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	return WriteFileAtomicFunc(path, data, perm, nil)
+}
+
+// WriteFileAtomicFunc is WriteFileAtomic with prepare, when not nil,
+// called on the temporary file before any data is written (to chown it,
+// for one).
+func WriteFileAtomicFunc(path string, data []byte, perm os.FileMode, prepare func(*os.File) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -34,6 +41,11 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	// Chmod, unlike the mode given at creation, is not subject to the umask.
 	if err := f.Chmod(perm.Perm()); err != nil {
 		return err
+	}
+	if prepare != nil {
+		if err := prepare(f); err != nil {
+			return err
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		return err

@@ -36,6 +36,9 @@ type ServeOptions struct {
 	Keyring *keys.Keyring
 	// Secret reads a secret of the system tenant (the OIDC client secret).
 	Secret func(ctx context.Context, name string) ([]byte, error)
+	// Cells, when set, routes users to their tenant's cell (clawhold up);
+	// Config.Upstream is then unused.
+	Cells Cells
 	// Out receives what the operator must see once: the certificate
 	// fingerprint and the first-admin setup link.
 	Out    io.Writer
@@ -66,7 +69,7 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	}
 	defer geo.Close()
 	opts := Options{PublicOrigin: cfg.PublicURL, Accounts: acc, Sessions: sm, Hub: hub,
-		Upstream: cfg.Upstream, UserHeader: cfg.UserHeader, Geo: geo, Logger: log}
+		Upstream: cfg.Upstream, UserHeader: cfg.UserHeader, Cells: o.Cells, Geo: geo, Logger: log}
 	if oc := cfg.OIDC; oc.Issuer != "" {
 		key := make([]byte, 32) // flow cookies live 10 minutes: a per-start key is enough
 		rand.Read(key)
@@ -125,7 +128,11 @@ func Serve(ctx context.Context, o ServeOptions) error {
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	go func() { errc <- srv.Run(runCtx) }()
-	fmt.Fprintf(o.Out, "clawhold frontdoor: serving %s on %s, OpenClaw at %s\n", cfg.PublicURL, ln.Addr(), cfg.Upstream)
+	upstream := cfg.Upstream
+	if o.Cells != nil {
+		upstream = "one cell per tenant"
+	}
+	fmt.Fprintf(o.Out, "clawhold frontdoor: serving %s on %s, OpenClaw at %s\n", cfg.PublicURL, ln.Addr(), upstream)
 
 	select {
 	case <-ctx.Done():

@@ -58,12 +58,24 @@ type Options struct {
 	// unix:/path); UserHeader its trustedProxy.userHeader.
 	Upstream   string
 	UserHeader string
+	// Cells, when set, routes each user to their tenant's cell instead of
+	// Upstream (clawhold up).
+	Cells Cells
 	// OIDC, when set, adds single sign-on; OIDCName labels its button.
 	OIDC     *oidc.Provider
 	OIDCName string
 	// Geo locates client addresses for login events (nil: not recorded).
 	Geo    *Locator
 	Logger *slog.Logger
+}
+
+// Cells starts and reaches the tenants' gateways (package cell).
+type Cells interface {
+	// Ensure starts tenant's cell unless it runs and reports whether it
+	// is ready to serve.
+	Ensure(ctx context.Context, tenant string) (bool, error)
+	// Dial connects to tenant's gateway.
+	Dial(ctx context.Context, tenant string) (net.Conn, error)
 }
 
 // Server is the front door's HTTP handler.
@@ -94,7 +106,7 @@ func New(o Options) (*Server, error) {
 	if s.pages, err = web.NewRenderer(); err != nil {
 		return nil, err
 	}
-	s.proxy, err = proxy.New(proxy.Config{
+	pc := proxy.Config{
 		Upstream: o.Upstream, UserHeader: o.UserHeader, PublicOrigin: o.PublicOrigin,
 		Register: o.Hub.Register, Logger: s.log,
 		Touch: func(id string) {
@@ -104,7 +116,11 @@ func New(o Options) (*Server, error) {
 				s.log.Warn("frontdoor: session activity", "session", id, "err", err)
 			}
 		},
-	})
+	}
+	if o.Cells != nil {
+		pc.Dial = o.Cells.Dial
+	}
+	s.proxy, err = proxy.New(pc)
 	if err != nil {
 		return nil, err
 	}
@@ -196,8 +212,35 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sign in first", http.StatusUnauthorized)
 		return
 	}
+	if s.o.Cells != nil && !s.cellReady(w, r, sess) {
+		return
+	}
 	id := proxy.Identity{User: sess.User, Tenant: sess.Tenant, Role: sess.Role, SessionID: sess.ID}
 	s.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))
+}
+
+// cellReady starts the session's tenant cell if need be. While it starts,
+// a page load gets a "starting" page that reloads itself, and anything
+// else a 503 with Retry-After — never a proxy error.
+func (s *Server) cellReady(w http.ResponseWriter, r *http.Request, sess *session.Session) bool {
+	ready, err := s.o.Cells.Ensure(r.Context(), sess.Tenant)
+	if err != nil {
+		s.log.Warn("frontdoor: tenant cell", "user", sess.User, "tenant", sess.Tenant, "err", err)
+		http.Error(w, "your workspace is not available; ask an administrator", http.StatusServiceUnavailable)
+		return false
+	}
+	if ready {
+		return true
+	}
+	w.Header().Set("Retry-After", "2")
+	if r.Method == http.MethodGet && r.Header.Get("Upgrade") == "" && strings.Contains(r.Header.Get("Accept"), "text/html") {
+		w.Header().Set("Refresh", "2")
+		s.render(w, http.StatusServiceUnavailable, web.PageStarting, web.Page{
+			Title: "Starting OpenClaw", Tenant: sess.Tenant, Next: web.SafeNext(r.URL.RequestURI())})
+		return false
+	}
+	http.Error(w, "starting: retry shortly", http.StatusServiceUnavailable)
+	return false
 }
 
 // formCSRF returns the double-submit token for the sign-in forms, setting

@@ -1,9 +1,11 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"time"
 
 	"github.com/clawhold/clawhold/egress"
+	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/sandbox/cgroup"
 	"github.com/clawhold/clawhold/sandbox/execlog"
 )
@@ -31,4 +33,23 @@ type Event struct {
 	Argv     []string `json:"argv,omitempty"`
 	ExitCode *int     `json:"exit_code,omitempty"`
 	Detail   string   `json:"detail,omitempty"`
+}
+
+// Record turns e into a stored event record (package events).
+func (e Event) Record() events.Event {
+	var detail map[string]any
+	b, _ := json.Marshal(e)
+	json.Unmarshal(b, &detail)
+	delete(detail, "time")
+	delete(detail, "type")
+	subject := ""
+	switch {
+	case e.Process != nil:
+		subject = e.Process.Path
+	case len(e.Argv) > 0:
+		subject = e.Argv[0]
+	case e.Limit != nil:
+		subject = e.Limit.Kind
+	}
+	return events.Event{Time: e.Time, Type: e.Type, Actor: "sandbox:" + e.Sandbox, Subject: subject, Detail: detail}
 }

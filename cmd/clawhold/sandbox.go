@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -183,29 +182,10 @@ func (a *app) sandboxSinks(ctx context.Context, path string, record bool) ([]fun
 				}
 				inst.Close()
 			})
-			sinks = append(sinks, func(e sandbox.Event) { rec.Add(storeEvent(e)) })
+			sinks = append(sinks, func(e sandbox.Event) { rec.Add(e.Record()) })
 		}
 	}
 	return sinks, closeAll, nil
-}
-
-// storeEvent turns a sandbox event into a stored record.
-func storeEvent(e sandbox.Event) events.Event {
-	var detail map[string]any
-	b, _ := json.Marshal(e)
-	json.Unmarshal(b, &detail)
-	delete(detail, "time")
-	delete(detail, "type")
-	subject := ""
-	switch {
-	case e.Process != nil:
-		subject = e.Process.Path
-	case len(e.Argv) > 0:
-		subject = e.Argv[0]
-	case e.Limit != nil:
-		subject = e.Limit.Kind
-	}
-	return events.Event{Time: e.Time, Type: e.Type, Actor: "sandbox:" + e.Sandbox, Subject: subject, Detail: detail}
 }
 
 // startSandboxEgress serves the configuration's egress policy for one

@@ -100,6 +100,10 @@ type Config struct {
 	// "unix:/path/gateway.sock".
 	Upstream string
 
+	// Dial, when set, routes each request to the gateway of its identity's
+	// tenant (clawhold up: one cell per tenant) and Upstream is unused.
+	Dial func(ctx context.Context, tenant string) (net.Conn, error)
+
 	// UserHeader is gateway.auth.trustedProxy.userHeader; default
 	// DefaultUserHeader.
 	UserHeader string
@@ -136,6 +140,7 @@ type Config struct {
 // Proxy is an http.Handler proxying authenticated requests to one gateway.
 type Proxy struct {
 	target      *url.URL
+	perTenant   bool
 	userHeader  string // canonical form
 	origin      string // normalised PublicOrigin
 	fwdProto    string // X-Forwarded-Proto, from PublicOrigin
@@ -197,6 +202,18 @@ func New(cfg Config) (*Proxy, error) {
 		tr.ResponseHeaderTimeout = DefaultResponseHeaderTimeout
 	}
 	switch {
+	case cfg.Dial != nil:
+		// The connection pool is keyed by host: one per tenant, so a
+		// connection to one tenant's cell is never reused for another's.
+		tr.DialContext = func(ctx context.Context, _, addr string) (net.Conn, error) {
+			host, _, _ := net.SplitHostPort(addr)
+			tenant, ok := strings.CutSuffix(host, cellHostSuffix)
+			if !ok || tenant == "" {
+				return nil, fmt.Errorf("proxy: no cell for %q", addr)
+			}
+			return cfg.Dial(ctx, tenant)
+		}
+		p.perTenant = true
 	case strings.HasPrefix(cfg.Upstream, "unix:"):
 		path := strings.TrimPrefix(cfg.Upstream, "unix:")
 		if path == "" || !strings.HasPrefix(path, "/") {
@@ -290,14 +307,34 @@ func (p *Proxy) originAllowed(r *http.Request, upgrade bool) bool {
 	return r.Method == http.MethodGet || r.Method == http.MethodHead
 }
 
+// cellHostSuffix marks a per-tenant upstream host: "<tenant>.cell".
+const cellHostSuffix = ".cell"
+
+// LocalClientAddr stands in for a client on the door's own host in
+// X-Forwarded-For. OpenClaw refuses a loopback client address from a
+// trusted proxy (proxy_attribution_required), but a browser on the same
+// laptop is a real user. 192.0.0.8 is the IPv4 dummy address (RFC 7600),
+// reserved for a host with no address of its own to give.
+const LocalClientAddr = "192.0.0.8"
+
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(p.target)
+	id, _ := IdentityFrom(pr.In.Context())
+	if p.perTenant {
+		// A tenant with no valid name gets no host, and so no cell.
+		host := ""
+		if validTenant(id.Tenant) {
+			host = id.Tenant + cellHostSuffix
+		}
+		pr.SetURL(&url.URL{Scheme: "http", Host: host})
+		pr.Out.Host = "127.0.0.1" // what the gateway, on loopback, expects
+	} else {
+		pr.SetURL(p.target)
+	}
 	h := pr.Out.Header
 	stripClientHeaders(h, p.userHeader)
 
 	// ServeHTTP has checked both; a request reaching here without them
 	// would be a bug, so it goes upstream with no identity at all.
-	id, _ := IdentityFrom(pr.In.Context())
 	scopes, ok := ScopesForRole(id.Role)
 	if !ok || !validUser(id.User) {
 		return
@@ -306,6 +343,9 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	h.Set(ScopesHeader, strings.Join(scopes, ","))
 	// Overwrite, never append (brief §1.5): the chain is just the peer.
 	if ip := clientIP(pr.In.RemoteAddr); ip != "" {
+		if addr := net.ParseIP(ip); addr.IsLoopback() {
+			ip = LocalClientAddr
+		}
 		h.Set("X-Forwarded-For", ip)
 	}
 	h.Set("X-Forwarded-Proto", p.fwdProto)
@@ -407,6 +447,20 @@ func clientIP(remoteAddr string) string {
 		return ip.String()
 	}
 	return ""
+}
+
+// validTenant accepts what store.ValidTenantName does, which is always a
+// DNS label.
+func validTenant(t string) bool {
+	if t == "" || len(t) > 63 || t[0] < 'a' || t[0] > 'z' {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // validUser rejects what cannot be a header value or would be trimmed into

@@ -778,3 +778,84 @@ func TestWebSocketActivityTouchesSession(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// TestPerTenantRouting: with Dial, each identity reaches only its own
+// tenant's gateway, whatever Host, header or path the client sends, and a
+// client on the door's own host is attributed as LocalClientAddr.
+func TestPerTenantRouting(t *testing.T) {
+	upstreams := map[string]*recorder{"acme": newRecorder(), "globex": newRecorder()}
+	sockets := map[string]string{}
+	dir := t.TempDir()
+	for name, rec := range upstreams {
+		sockets[name] = filepath.Join(dir, name+".sock")
+		ln, err := net.Listen("unix", sockets[name])
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: rec}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	var mu sync.Mutex
+	var dialed []string
+	p, err := New(Config{PublicOrigin: testOrigin, Logger: slog.New(slog.DiscardHandler),
+		Dial: func(ctx context.Context, tenant string) (net.Conn, error) {
+			mu.Lock()
+			dialed = append(dialed, tenant)
+			mu.Unlock()
+			sock, ok := sockets[tenant]
+			if !ok {
+				return nil, errors.New("no such tenant")
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	serve := func(id Identity, remote string, mod func(*http.Request)) *httptest.ResponseRecorder {
+		r := httptest.NewRequest("GET", "https://door.example:8443/api/x", nil)
+		r.RemoteAddr = remote
+		if mod != nil {
+			mod(r)
+		}
+		w := httptest.NewRecorder()
+		p.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+		return w
+	}
+	acme := Identity{User: "alice", Tenant: "acme", Role: RoleOperator, SessionID: "s1"}
+	attacks := []func(*http.Request){
+		nil,
+		func(r *http.Request) { r.Host = "globex.cell" },
+		func(r *http.Request) { r.URL.Host = "globex.cell"; r.Host = "globex.cell:80" },
+		func(r *http.Request) { r.Header.Set("X-Forwarded-Host", "globex.cell"); r.Header.Set("X-Tenant", "globex") },
+		func(r *http.Request) { r.URL.Path = "//globex.cell/api/x" },
+	}
+	for i, a := range attacks {
+		if w := serve(acme, remoteClient, a); w.Code != 200 {
+			t.Fatalf("attack %d: status %d %s", i, w.Code, w.Body)
+		}
+	}
+	if n := len(upstreams["globex"].requests()); n != 0 {
+		t.Fatalf("globex's gateway got %d requests from an acme user", n)
+	}
+	if n := len(upstreams["acme"].requests()); n != len(attacks) {
+		t.Fatalf("acme's gateway got %d requests, want %d", n, len(attacks))
+	}
+	for _, d := range dialed {
+		if d != "acme" {
+			t.Fatalf("dialed tenant %q for an acme user", d)
+		}
+	}
+	// A tenant name that is not a DNS label reaches nothing.
+	if w := serve(Identity{User: "eve", Tenant: "../acme", Role: RoleViewer}, remoteClient, nil); w.Code != http.StatusBadGateway {
+		t.Fatalf("invalid tenant: status %d, want 502", w.Code)
+	}
+	// A client on the door's host.
+	serve(Identity{User: "bob", Tenant: "globex", Role: RoleViewer}, "127.0.0.1:5555", nil)
+	got := upstreams["globex"].requests()
+	if len(got) != 1 || got[0].Header.Get("X-Forwarded-For") != LocalClientAddr || got[0].Host != "127.0.0.1" {
+		t.Fatalf("local client: got %d requests, XFF %q, Host %q", len(got), got[0].Header.Get("X-Forwarded-For"), got[0].Host)
+	}
+}

@@ -57,12 +57,14 @@ const (
 	PageSetup   = "setup"
 	PageAccount = "account"
 	PageError   = "error"
+	// PageStarting is shown while the user's cell starts.
+	PageStarting = "starting"
 )
 
 // NewRenderer parses the embedded templates.
 func NewRenderer() (*Renderer, error) {
 	r := &Renderer{pages: make(map[string]*template.Template)}
-	for _, name := range []string{PageLogin, PageMFA, PageEnroll, PageSetup, PageAccount, PageError} {
+	for _, name := range []string{PageLogin, PageMFA, PageEnroll, PageSetup, PageAccount, PageError, PageStarting} {
 		t, err := template.New(name).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parsing page %s: %w", name, err)
