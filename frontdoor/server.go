@@ -76,6 +76,9 @@ type Cells interface {
 	Ensure(ctx context.Context, tenant string) (bool, error)
 	// Dial connects to tenant's gateway.
 	Dial(ctx context.Context, tenant string) (net.Conn, error)
+	// Enter marks user as talking to tenant's cell until leave is called:
+	// the cell attributes tool calls to the users in flight.
+	Enter(tenant, user string) (leave func())
 }
 
 // Server is the front door's HTTP handler.
@@ -212,8 +215,11 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sign in first", http.StatusUnauthorized)
 		return
 	}
-	if s.o.Cells != nil && !s.cellReady(w, r, sess) {
-		return
+	if s.o.Cells != nil {
+		if !s.cellReady(w, r, sess) {
+			return
+		}
+		defer s.o.Cells.Enter(sess.Tenant, sess.User)()
 	}
 	id := proxy.Identity{User: sess.User, Tenant: sess.Tenant, Role: sess.Role, SessionID: sess.ID}
 	s.proxy.ServeHTTP(w, r.WithContext(proxy.WithIdentity(r.Context(), id)))

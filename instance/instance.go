@@ -217,6 +217,35 @@ func (in *Instance) EnsureTenant(ctx context.Context, tenant string) error {
 	return err
 }
 
+// RemoveTenant deletes tenant: its registration, its database (or
+// schema) with its secrets and events, and its keyring.
+func (in *Instance) RemoveTenant(ctx context.Context, tenant string) error {
+	if tenant == SystemTenant {
+		return errors.New("the system tenant cannot be removed")
+	}
+	if err := in.CheckTenant(ctx, tenant); err != nil {
+		return err
+	}
+	if err := in.Store.DeleteTenant(ctx, tenant); err != nil {
+		return fmt.Errorf("removing tenant %s: %w", tenant, err)
+	}
+	sys, err := in.Store.System(ctx)
+	if err != nil {
+		return err
+	}
+	err = sys.Update(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec(ctx, `DELETE FROM tenants WHERE name = ?`, tenant)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("removing tenant %s: %w", tenant, err)
+	}
+	in.mu.Lock()
+	delete(in.keyrings, tenant)
+	in.mu.Unlock()
+	return nil
+}
+
 // CheckTenant fails unless tenant exists, so a typo in --tenant never
 // silently creates an empty tenant on a read.
 func (in *Instance) CheckTenant(ctx context.Context, tenant string) error {

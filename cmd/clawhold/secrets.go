@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/clawhold/clawhold/cell/cellapi"
 	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/secrets"
 )
@@ -248,7 +249,7 @@ func (a *app) secretsRmCmd() *cobra.Command {
 }
 
 func (a *app) secretsProviderCmd() *cobra.Command {
-	var tenant string
+	var tenant, cellSocket string
 	cmd := &cobra.Command{
 		Use:   "provider",
 		Short: "Serve OpenClaw's exec SecretRef protocol on stdin/stdout (run by the gateway)",
@@ -261,6 +262,11 @@ docs/openclaw-secrets.md, or run: clawhold secrets provider-config`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), secrets.ProviderTimeout)
 			defer cancel()
+			if cellSocket != "" {
+				// Inside a cell: no data dir, no root key. clawhold up
+				// answers on the cell's socket, which is its identity.
+				return secrets.ServeProvider(ctx, a.stdin, a.stdout, cellapi.LookupSecrets(cellSocket))
+			}
 			in, s, err := a.openSecrets(ctx, tenant, false)
 			if err != nil {
 				return err
@@ -271,6 +277,7 @@ docs/openclaw-secrets.md, or run: clawhold secrets provider-config`,
 		},
 	}
 	tenantFlag(cmd, &tenant)
+	cmd.Flags().StringVar(&cellSocket, "cell-socket", "", "ask clawhold up over this cell socket instead of opening the data dir (set by clawhold up inside a cell)")
 	return cmd
 }
 

@@ -829,7 +829,10 @@ func TestPerTenantRouting(t *testing.T) {
 		nil,
 		func(r *http.Request) { r.Host = "globex.cell" },
 		func(r *http.Request) { r.URL.Host = "globex.cell"; r.Host = "globex.cell:80" },
-		func(r *http.Request) { r.Header.Set("X-Forwarded-Host", "globex.cell"); r.Header.Set("X-Tenant", "globex") },
+		func(r *http.Request) {
+			r.Header.Set("X-Forwarded-Host", "globex.cell")
+			r.Header.Set("X-Tenant", "globex")
+		},
 		func(r *http.Request) { r.URL.Path = "//globex.cell/api/x" },
 	}
 	for i, a := range attacks {
