@@ -66,11 +66,14 @@ func (c *Cell) touch() {
 	c.mu.Unlock()
 }
 
-func (c *Cell) lastUse() time.Time {
+// idleSince returns when the cell was last used, or false when it is not
+// ready (a starting or restarting cell is never idle).
+func (c *Cell) idleSince() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.used
+	return c.used, c.state == StateReady
 }
+
 
 func (c *Cell) isRunning() bool {
 	c.mu.Lock()
@@ -250,6 +253,7 @@ func (c *Cell) runOnce(ctx context.Context) (int, error) {
 	}
 	c.mu.Lock()
 	c.state, c.since = StateReady, time.Now()
+	c.used = c.since // idle time counts from ready, not from a crash
 	c.mu.Unlock()
 	c.m.record(c.tenant, events.Event{Type: EventReady, Subject: c.tenant})
 	c.m.log.Info("cell ready", "tenant", c.tenant)

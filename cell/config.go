@@ -50,6 +50,7 @@ var ownedKeys = [][]string{
 	{"gateway", "mode"}, {"gateway", "bind"}, {"gateway", "port"}, {"gateway", "customBindHost"},
 	{"gateway", "trustedProxies"}, {"gateway", "allowRealIpFallback"}, {"gateway", "auth"},
 	{"gateway", "controlUi"}, {"gateway", "tailscale"}, {"gateway", "tls"},
+	{"gateway", "reload"}, // auth changes (a user removed) must reach the gateway
 	{"proxy"}, {"plugins"}, {"logging"}, {"discovery"}, {"update"},
 	{"secrets", "providers", ProviderAlias}, {"security", "audit"},
 }
@@ -117,7 +118,11 @@ func Generate(in ConfigInput) (map[string]any, error) {
 		"controlUi": map[string]any{"allowedOrigins": []any{in.PublicURL}},
 	})
 	m["gateway"] = gw
-	m["proxy"] = map[string]any{"enabled": true, "proxyUrl": fmt.Sprintf("http://127.0.0.1:%d", ProxyPort)}
+	// loopbackMode proxy: the cell's own loopback holds nothing the
+	// gateway may call (its port is closed to it by Landlock), so loopback
+	// URLs, such as a model server on the host, go through the egress
+	// proxy and its policy too.
+	m["proxy"] = map[string]any{"enabled": true, "proxyUrl": fmt.Sprintf("http://127.0.0.1:%d", ProxyPort), "loopbackMode": "proxy"}
 	m["logging"] = map[string]any{"file": in.Layout.LogFile()}
 	m["discovery"] = map[string]any{"mdns": map[string]any{"mode": "off"}}
 	m["update"] = map[string]any{"checkOnStart": false}
@@ -215,12 +220,16 @@ func setPath(m map[string]any, v any, path ...string) {
 	m[path[len(path)-1]] = v
 }
 
-// merge copies src into dst, merging nested objects.
+// merge copies src into dst, merging nested objects. Objects are copied,
+// never shared, so that dst's later changes never reach an overlay.
 func merge(dst, src map[string]any) {
 	for k, v := range src {
-		sv, sok := v.(map[string]any)
-		dv, dok := dst[k].(map[string]any)
-		if sok && dok {
+		if sv, ok := v.(map[string]any); ok {
+			dv, ok := dst[k].(map[string]any)
+			if !ok {
+				dv = map[string]any{}
+				dst[k] = dv
+			}
 			merge(dv, sv)
 			continue
 		}

@@ -57,7 +57,11 @@ func ControlHandler(m *Manager) http.Handler {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		s, err := m.Logs(r.Context(), t, n)
 		if err != nil {
-			http.Error(w, err.Error(), http.StatusNotFound)
+			status := http.StatusInternalServerError
+			if errors.Is(err, ErrUnknownTenant) {
+				status = http.StatusNotFound
+			}
+			http.Error(w, err.Error(), status)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -283,7 +283,7 @@ func (m *Manager) Run(ctx context.Context) error {
 			return m.shutdown()
 		case <-t.C:
 			for _, c := range m.running() {
-				if m.o.IdleTimeout > 0 && time.Since(c.lastUse()) > m.o.IdleTimeout {
+				if used, ready := c.idleSince(); m.o.IdleTimeout > 0 && ready && time.Since(used) > m.o.IdleTimeout && len(m.inFlight(c.tenant)) == 0 {
 					go c.stop(context.WithoutCancel(ctx), "idle")
 					continue
 				}

@@ -125,11 +125,26 @@ func landlockThreadNet(spec *execSpec) error {
 		// could be forged from inside.
 		return fmt.Errorf("keeping the command off the exposed port %d needs Landlock TCP rules (ABI 4, Linux 6.7); this kernel has ABI %d", spec.InitOnlyPort, abi)
 	}
-	fd, err := llsys.LandlockCreateRuleset(&llsys.RulesetAttr{HandledAccessNet: llsys.AccessNetConnectTCP}, 0)
+	// A layer denies REFER (links and renames across directories) unless
+	// it grants it, even when it does not handle it: so this layer handles
+	// REFER and grants it where the outer layer does.
+	fd, err := llsys.LandlockCreateRuleset(&llsys.RulesetAttr{
+		HandledAccessFS: llsys.AccessFSRefer, HandledAccessNet: llsys.AccessNetConnectTCP}, 0)
 	if err != nil {
 		return fmt.Errorf("creating the command's network ruleset: %w", err)
 	}
 	defer unix.Close(fd)
+	for _, dir := range spec.RWDirs {
+		d, err := unix.Open(dir, unix.O_PATH|unix.O_CLOEXEC|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return fmt.Errorf("opening %s: %w", dir, err)
+		}
+		err = llsys.LandlockAddPathBeneathRule(fd, &llsys.PathBeneathAttr{AllowedAccess: llsys.AccessFSRefer, ParentFd: d}, 0)
+		unix.Close(d)
+		if err != nil {
+			return fmt.Errorf("allowing links and renames under %s: %w", dir, err)
+		}
+	}
 	for _, p := range spec.ConnectPorts {
 		if p == spec.InitOnlyPort {
 			continue

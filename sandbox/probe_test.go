@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -64,6 +65,21 @@ func probe(args []string) int {
 			c.Close()
 		}
 		return blocked("connect "+arg(1), err)
+	case "link-ok": // positive control: hard link from a subdirectory to its parent (OpenClaw publishes files so)
+		sub := filepath.Join(arg(1), "staging")
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			fmt.Println("probe:", err)
+			return 2
+		}
+		if err := os.WriteFile(filepath.Join(sub, "f"), []byte("x"), 0o600); err != nil {
+			fmt.Println("probe:", err)
+			return 2
+		}
+		if err := os.Link(filepath.Join(sub, "f"), filepath.Join(arg(1), "published")); err != nil {
+			fmt.Println("probe: link across directories:", err)
+			return 2
+		}
+		return 0
 	case "exposed-port": // listen on the exposed port like a gateway; the command itself must not connect to it
 		ln, err := net.Listen("tcp", "127.0.0.1:"+arg(1))
 		if err != nil {

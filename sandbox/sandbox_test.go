@@ -302,6 +302,33 @@ func TestExposedPortOffLimits(t *testing.T) {
 	}
 }
 
+// TestLinksWithExpose: the command's extra Landlock layer (which keeps it
+// off the exposed port) still lets it link and rename across directories
+// of its read-write dirs, as OpenClaw does to publish workspace files.
+func TestLinksWithExpose(t *testing.T) {
+	e := newEnv(t)
+	rw := t.TempDir()
+	if err := os.Chown(rw, NobodyID, NobodyID); err != nil {
+		t.Fatal(err)
+	}
+	for _, expose := range []int{0, 18791} {
+		p := e.profile(func(p *Profile) {
+			p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, rw)
+			p.Network.Expose = expose
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		exe, _ := os.Executable()
+		var out bytes.Buffer
+		code, err := Run(ctx, Options{Profile: p, Argv: []string{exe, "link-ok", filepath.Join(rw, strconv.Itoa(expose))},
+			Env: []string{probeEnv + "=1"}, Stdout: &out, Stderr: &out, EgressSocket: e.egress,
+			ExposeSocket: filepath.Join(t.TempDir(), "x.sock")})
+		cancel()
+		if err != nil || code != 0 {
+			t.Fatalf("expose %d: link across directories: exit %d, %v\n%s", expose, code, err, out.String())
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a writer and a reader.
 type syncBuffer struct {
 	mu sync.Mutex

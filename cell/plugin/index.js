@@ -8,7 +8,7 @@
 //
 // No dependencies: only node: builtins, so the sandboxed gateway loads it as
 // plain files.
-import http from "node:http";
+import net from "node:net";
 
 const PLUGIN_ID = "clawhold-toolgate";
 const DEFAULT_SOCKET = "/run/clawhold/cell.sock";
@@ -106,6 +106,12 @@ function toolCall(phase, event, ctx) {
 
 // post sends body to path on the unix socket and resolves to
 // {status, text}; it rejects on any transport error or after timeoutMs.
+//
+// It speaks HTTP/1.0 over a raw node:net connection, not node:http:
+// OpenClaw routes the process's HTTP traffic through its configured proxy
+// (proxy.enabled), and the policy check must go to clawhold's socket, never
+// through the egress proxy. HTTP/1.0 makes the answer end with the
+// connection, with no chunked encoding to undo.
 function post(socketPath, path, body, timeoutMs, signal) {
   return new Promise((resolve, reject) => {
     const payload = Buffer.from(JSON.stringify(body), "utf8");
@@ -117,52 +123,55 @@ function post(socketPath, path, body, timeoutMs, signal) {
       if (signal) signal.removeEventListener("abort", onAbort);
       fn(v);
     };
-    const req = http.request({
-      socketPath,
-      path,
-      method: "POST",
-      agent: false, // one connection per call; no pooled state across cells
-      headers: {
-        "content-type": "application/json",
-        "content-length": payload.length,
-        host: "cell",
-      },
-    });
+    const sock = net.connect({ path: socketPath });
     const timer = setTimeout(() => {
       const err = new Error(`no answer within ${timeoutMs} ms`);
       err.code = "ETIMEDOUT";
-      req.destroy(err);
+      sock.destroy(err);
       finish(reject, err);
     }, timeoutMs);
     const onAbort = () => {
       const err = new Error("tool call aborted");
       err.code = "ABORTED";
-      req.destroy(err);
+      sock.destroy(err);
       finish(reject, err);
     };
     if (signal) {
       if (signal.aborted) return onAbort();
       signal.addEventListener("abort", onAbort, { once: true });
     }
-    req.on("error", (err) => finish(reject, err));
-    req.on("response", (res) => {
-      const chunks = [];
-      let size = 0;
-      res.on("data", (c) => {
-        size += c.length;
-        if (size > MAX_ANSWER_BYTES) {
-          const err = new Error("answer too large");
-          err.code = "E2BIG";
-          res.destroy(err);
-          finish(reject, err);
-          return;
-        }
-        chunks.push(c);
-      });
-      res.on("error", (err) => finish(reject, err));
-      res.on("end", () => finish(resolve, { status: res.statusCode, text: Buffer.concat(chunks).toString("utf8") }));
+    const chunks = [];
+    let size = 0;
+    sock.on("error", (err) => finish(reject, err));
+    sock.on("data", (c) => {
+      size += c.length;
+      if (size > MAX_ANSWER_BYTES) {
+        const err = new Error("answer too large");
+        err.code = "E2BIG";
+        sock.destroy(err);
+        finish(reject, err);
+        return;
+      }
+      chunks.push(c);
     });
-    req.end(payload);
+    sock.on("end", () => {
+      const raw = Buffer.concat(chunks).toString("utf8");
+      const head = raw.indexOf("\r\n\r\n");
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(raw);
+      if (head < 0 || !m) {
+        const err = new Error("malformed answer");
+        err.code = "EPROTO";
+        finish(reject, err);
+        return;
+      }
+      finish(resolve, { status: Number(m[1]), text: raw.slice(head + 4) });
+    });
+    sock.on("connect", () => {
+      sock.write(
+        `POST ${path} HTTP/1.0\r\nHost: cell\r\nContent-Type: application/json\r\nContent-Length: ${payload.length}\r\n\r\n`,
+      );
+      sock.end(payload);
+    });
   });
 }
 

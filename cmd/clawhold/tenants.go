@@ -32,6 +32,16 @@ func (a *app) tenantsCmd() *cobra.Command {
 			if err := in.CheckTenant(cmd.Context(), args[0]); err == nil {
 				return fmt.Errorf("tenant %s already exists", args[0])
 			}
+			// Each cell runs as a uid of its own, derived from the name.
+			others, err := in.Tenants(cmd.Context())
+			if err != nil {
+				return err
+			}
+			for _, o := range others {
+				if os.Geteuid() == 0 && cell.IDsFor(o) == cell.IDsFor(args[0]) {
+					return fmt.Errorf("tenant %s would share its cell uid with tenant %s: choose another name", args[0], o)
+				}
+			}
 			if err := in.EnsureTenant(cmd.Context(), args[0]); err != nil {
 				return err
 			}
