@@ -74,7 +74,6 @@ func (c *Cell) idleSince() (time.Time, bool) {
 	return c.used, c.state == StateReady
 }
 
-
 func (c *Cell) isRunning() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
