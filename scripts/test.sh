@@ -46,7 +46,7 @@ step "go test"
 go test -count=1 -timeout 20m ./...
 
 step "race detector on the concurrent packages"
-go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress ./sandbox/cgroup ./sandbox/execlog ./frontdoor/session ./frontdoor/proxy
+go test -count=1 -race -short -timeout 15m ./keys ./secrets ./egress ./sandbox/cgroup ./sandbox/execlog ./frontdoor/session ./frontdoor/proxy ./cell/cellapi
 
 step "fuzz smoke (seed corpus + 50,000 inputs each; a count, not a duration: duration runs can end in a spurious \"context deadline exceeded\" on a loaded machine)"
 go test -run '^$' -fuzz FuzzParseHeader -fuzztime 50000x ./keys
