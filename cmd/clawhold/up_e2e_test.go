@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -323,6 +324,23 @@ egress:
 			if pids := processesOf(cell.IDsFor(tenant).UID); len(pids) > 0 {
 				t.Errorf("cell %s left processes %v", tenant, pids)
 			}
+		}
+	})
+
+	t.Run("tenants rm removes the tenant's data", func(t *testing.T) {
+		cmd := exec.Command(bin, "tenants", "rm", "globex")
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "still has users (bob)") {
+			t.Fatalf("tenants rm of a tenant with users: %v\n%s", err, out)
+		}
+		run("", "tenants", "rm", "globex", "--force")
+		for _, p := range []string{filepath.Join(data, "tenants", "globex.db"), cell.NewLayout(data, "globex").Dir} {
+			if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s survived tenants rm: %v", p, err)
+			}
+		}
+		if list := run("", "tenants", "list"); strings.Contains(list, "globex") || !strings.Contains(list, "acme") {
+			t.Errorf("tenants list after rm:\n%s", list)
 		}
 	})
 }
