@@ -105,6 +105,9 @@ egress:
 		return string(out)
 	}
 
+	if out := run("", "up", "--check"); !strings.Contains(out, "and host: ok") {
+		t.Fatalf("up --check: %s", out)
+	}
 	up := exec.Command(bin, "up")
 	up.Env = env
 	var out syncBuffer
@@ -238,6 +241,30 @@ egress:
 		alice.waitServed(t, "/")
 		if got := gatewayPID(t, ids.UID, inst.Node); got == pid {
 			t.Fatal("the same gateway process is still there")
+		}
+	})
+
+	t.Run("a new user reaches the running cell once clawhold rewrites its config", func(t *testing.T) {
+		run("third user long passphrase\n", "users", "add", "carol", "--tenant", "acme", "--role", "viewer")
+		carol := d.client()
+		carol.signIn("carol", "third user long passphrase")
+		// Before the rewrite the gateway does not know carol (401); after
+		// it, her viewer scopes refuse a write tool (403).
+		deadline := time.Now().Add(45 * time.Second)
+		for {
+			code, body := carol.postJSON("/tools/invoke", map[string]any{"tool": "sessions_list", "args": map[string]any{"limit": 1}})
+			if code == http.StatusForbidden && strings.Contains(body, "operator.write") {
+				break
+			}
+			if code != http.StatusUnauthorized || time.Now().After(deadline) {
+				t.Fatalf("carol: %d %s", code, body)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		c, hello := carol.dialGateway(t)
+		c.CloseNow()
+		if want, _ := proxy.ScopesForRole("viewer"); !slices.Equal(sorted(hello.Auth.Scopes), sorted(want)) {
+			t.Fatalf("carol's hello-ok scopes %v, want %v", hello.Auth.Scopes, want)
 		}
 	})
 
