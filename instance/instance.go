@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clawhold/clawhold/cell"
 	"github.com/clawhold/clawhold/config"
 	"github.com/clawhold/clawhold/datadir"
 	"github.com/clawhold/clawhold/frontdoor/account"
@@ -174,6 +175,9 @@ func (in *Instance) Keyring(ctx context.Context, tenant string) (*keys.Keyring, 
 		return nil, err
 	}
 	tables := []keys.SealedTable{secrets.SealedTable()}
+	if tenant != SystemTenant {
+		tables = append(tables, cell.SealedTables()...)
+	}
 	if tenant == SystemTenant {
 		// The front door's TOTP secrets, so that status, rewrap and retire
 		// cover them. Session data is deliberately absent: a session sealed
