@@ -1,12 +1,15 @@
 // Package cellapi is the protocol between an OpenClaw cell (one gateway per
 // tenant, inside a sandbox) and clawhold.
 //
-// A cell reaches clawhold over exactly one unix socket, mounted inside the
-// cell at SocketInside. clawhold runs one listener per cell, so the socket a
-// request arrives on is the cell's identity: nothing in a request names the
-// tenant, and nothing in a request is trusted to.
+// A cell reaches clawhold over exactly one unix socket, bound read-only
+// into the cell (clawhold up binds <data dir>/cells/<t>/run/cell.sock at the
+// same path; SocketInside is the plugin's default). clawhold runs one
+// listener per cell, so the socket a request arrives on is the cell's
+// identity: nothing in a request names the tenant, and nothing in a request
+// is trusted to.
 //
-// The protocol is HTTP/1.1 over that socket with JSON bodies. Request bodies
+// The protocol is HTTP over that socket (the plugin sends HTTP/1.0, the
+// provider's client HTTP/1.1) with JSON bodies. Request bodies
 // are limited to MaxBody (2 MiB) and must be a single JSON value with
 // Content-Type application/json. Routes:
 //
@@ -44,7 +47,7 @@ import (
 	"github.com/clawhold/clawhold/secrets"
 )
 
-// SocketInside is where the cell socket is mounted inside a cell.
+// SocketInside is the plugin's default cell socket path.
 const SocketInside = "/run/clawhold/cell.sock"
 
 // MaxBody bounds every request and response body of the protocol.
