@@ -65,6 +65,14 @@ func probe(args []string) int {
 			c.Close()
 		}
 		return blocked("connect "+arg(1), err)
+	case "read-ok": // positive control: print a file
+		b, err := os.ReadFile(arg(1))
+		if err != nil {
+			fmt.Println("probe:", err)
+			return 2
+		}
+		fmt.Printf("read:%s\n", b)
+		return 0
 	case "link-ok": // positive control: hard link from a subdirectory to its parent (OpenClaw publishes files so)
 		sub := filepath.Join(arg(1), "staging")
 		if err := os.MkdirAll(sub, 0o700); err != nil {

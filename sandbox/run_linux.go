@@ -64,8 +64,13 @@ type Options struct {
 	UID, GID int
 	// Exe is this binary (default os.Executable); it is re-executed as the
 	// sandbox's init.
-	Exe    string
-	Logger *slog.Logger
+	Exe string
+	// Prepared, when set, is called once the bind sources have been
+	// captured as detached mounts, before anything starts: a host mount
+	// that only the sandbox should see (a cell's decrypted state) can be
+	// unmounted from the host's view then.
+	Prepared func()
+	Logger   *slog.Logger
 }
 
 // Run runs o.Argv in a new sandbox and returns its exit status (128+n for
@@ -78,6 +83,9 @@ func Run(ctx context.Context, o Options) (int, error) {
 		return -1, err
 	}
 	defer r.cleanup()
+	if o.Prepared != nil {
+		o.Prepared()
+	}
 	return r.run(ctx)
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/clawhold/clawhold/egress"
+	"golang.org/x/sys/unix"
 )
 
 func TestMain(m *testing.M) {
@@ -326,6 +327,39 @@ func TestLinksWithExpose(t *testing.T) {
 		if err != nil || code != 0 {
 			t.Fatalf("expose %d: link across directories: exit %d, %v\n%s", expose, code, err, out.String())
 		}
+	}
+}
+
+// TestPreparedHostUnmount: a mount the sandbox captured stays visible
+// inside after the host unmounts its own view in Prepared — how a cell's
+// decrypted state reaches only the cell.
+func TestPreparedHostUnmount(t *testing.T) {
+	e := newEnv(t)
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "mode=0755,size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(dir, unix.MNT_DETACH)
+	if err := os.WriteFile(filepath.Join(dir, "canary"), []byte("only-inside"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := e.profile(func(p *Profile) { p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly, dir) })
+	exe, _ := os.Executable()
+	var out bytes.Buffer
+	var hostSaw error
+	code, err := Run(context.Background(), Options{Profile: p, Argv: []string{exe, "read-ok", filepath.Join(dir, "canary")},
+		Env: []string{probeEnv + "=1"}, Stdout: &out, Stderr: &out, EgressSocket: e.egress,
+		Prepared: func() {
+			if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+				t.Errorf("unmounting the host view: %v", err)
+			}
+			_, hostSaw = os.Stat(filepath.Join(dir, "canary"))
+		}})
+	if err != nil || code != 0 || !strings.Contains(out.String(), "read:only-inside") {
+		t.Fatalf("inside: exit %d, %v\n%s", code, err, out.String())
+	}
+	if hostSaw == nil {
+		t.Fatal("the host still saw the file after unmounting its view")
 	}
 }
 
