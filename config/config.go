@@ -19,6 +19,7 @@ type Config struct {
 	Frontdoor Frontdoor         `yaml:"frontdoor"`
 	Cells     Cells             `yaml:"cells"`
 	Tenants   map[string]Tenant `yaml:"tenants"`
+	Backup    Backup            `yaml:"backup"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

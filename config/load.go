@@ -51,6 +51,7 @@ func Default() *Config {
 		Egress:    defaultEgress(),
 		Frontdoor: defaultFrontdoor(),
 		Cells:     defaultCells(),
+		Backup:    defaultBackup(),
 	}
 }
 

@@ -81,7 +81,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "nothing close, top level",
 			yaml: "frontend: :8080\n",
-			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: cells, data_dir, egress, frontdoor, keys, log, root_key, store, tenants)`},
+			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: backup, cells, data_dir, egress, frontdoor, keys, log, root_key, store, tenants)`},
 		},
 		{
 			name: "dotted key spelled right",
@@ -545,7 +545,8 @@ func TestDefaults(t *testing.T) {
 			MFARequired: true,
 			OIDC:        FrontdoorOIDC{Scopes: []string{"openid", "email", "profile"}, GroupsClaim: "groups", DefaultRole: "viewer"},
 		},
-		Cells: Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute)},
+		Cells:  Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute)},
+		Backup: Backup{Retention: BackupRetention{Keep: 7}},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

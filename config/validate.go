@@ -101,6 +101,7 @@ func (c *Config) validate(lines map[string]int) error {
 	v.egress(c.Egress)
 	v.frontdoor(c.Frontdoor)
 	v.cells(c.Cells, c.Tenants, c.Egress.Policies)
+	v.backup(c.Backup)
 
 	return v.err()
 }

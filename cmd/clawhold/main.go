@@ -66,7 +66,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what clawhold does to stderr")
 	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd(),
-		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd(), a.openclawCmd(), a.upCmd(), a.tenantsCmd(), a.cellsCmd())
+		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd(), a.openclawCmd(), a.upCmd(), a.tenantsCmd(), a.cellsCmd(), a.backupCmd())
 	return root
 }
 
