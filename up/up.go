@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clawhold/clawhold/backup"
 	"github.com/clawhold/clawhold/cell"
 	"github.com/clawhold/clawhold/cell/cellapi"
 	"github.com/clawhold/clawhold/config"
@@ -36,6 +37,7 @@ type Options struct {
 	// environment variable).
 	OpenClawDir string
 	Exe         string    // this binary (default os.Executable)
+	Version     string    // clawhold's version, recorded in backups
 	Out         io.Writer // what the operator must see: setup link, fingerprint
 	Stderr      io.Writer // provisioning progress
 	Logger      *slog.Logger
@@ -163,6 +165,15 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 3)
 	wg.Add(1)
 	go func() { defer wg.Done(); errc <- mgr.Run(runCtx) }()
+	// Scheduled backups (backup.schedule; off by default). A failed run
+	// is logged and retried at the next interval, never fatal to up.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := backup.RunSchedule(runCtx, in, backup.Options{Version: o.Version, Logger: log}); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("up: backup schedule stopped", "err", err)
+		}
+	}()
 
 	ctl, err := listenControl(in.DataDir)
 	if err != nil {

@@ -49,7 +49,7 @@ features) and exits. See docs/cells.md.`,
 					"and in production use a KMS instead (root_key.backend: vault-transit, aws-kms or gcp-kms; docs/config.md).\n", in.CreatedRootKey)
 			}
 			return up.Run(ctx, up.Options{
-				Instance: in, OpenClawDir: os.Getenv(openclaw.DirEnv),
+				Instance: in, OpenClawDir: os.Getenv(openclaw.DirEnv), Version: version,
 				Out: a.stdout, Stderr: a.stderr, Logger: a.logger(),
 			})
 		},
