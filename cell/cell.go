@@ -17,9 +17,11 @@ import (
 
 	"github.com/clawhold/clawhold/cell/cellapi"
 	"github.com/clawhold/clawhold/cell/plugin"
+	"github.com/clawhold/clawhold/cellfs"
 	"github.com/clawhold/clawhold/egress"
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/sandbox"
+	"golang.org/x/sys/unix"
 )
 
 // States of a cell.
@@ -201,6 +203,21 @@ func (c *Cell) supervise(ctx context.Context) {
 // when it exits.
 func (c *Cell) runOnce(ctx context.Context) (int, error) {
 	c.setState(StateStarting, "")
+	var hostView func() // unmounts the host's view of the decrypted state
+	if c.m.o.VolumeKey != nil {
+		unmount, err := c.mountState(ctx)
+		if err != nil {
+			return -1, err
+		}
+		defer unmount()
+		hostView = func() {
+			// The sandbox holds its own copy of the mount; the host keeps
+			// only ciphertext in view.
+			if err := unix.Unmount(c.layout.Home, unix.MNT_DETACH); err != nil {
+				c.m.log.Warn("cell: unmounting the host view of the state", "tenant", c.tenant, "err", err)
+			}
+		}
+	}
 	if err := c.prepare(ctx); err != nil {
 		return -1, err
 	}
@@ -240,9 +257,10 @@ func (c *Cell) runOnce(ctx context.Context) (int, error) {
 			EgressSocket: c.layout.EgressSocket(),
 			ExposeSocket: c.layout.GatewaySocket(),
 			UID:          c.ids.UID, GID: c.ids.GID,
-			Exe:    c.m.o.Exe,
-			Events: func(e sandbox.Event) { c.m.o.Record(c.tenant, e.Record()) },
-			Logger: c.m.log,
+			Exe:      c.m.o.Exe,
+			Prepared: hostView,
+			Events:   func(e sandbox.Event) { c.m.o.Record(c.tenant, e.Record()) },
+			Logger:   c.m.log,
 		})
 	}()
 	if err := c.waitHealthy(runCtx, exited); err != nil {
@@ -478,6 +496,44 @@ func (c *Cell) toolCall(ctx context.Context, call cellapi.ToolCall) (cellapi.Dec
 	}
 	c.m.record(c.tenant, events.Event{Type: EventToolCall, Actor: actor, Subject: call.ToolName, Detail: detail})
 	return d, nil
+}
+
+// mountState serves the cell's encrypted state (CipherHome) as plaintext
+// at Home. It returns a func that stops the server.
+func (c *Cell) mountState(ctx context.Context) (func(), error) {
+	for _, d := range []struct {
+		path  string
+		owned bool
+	}{{c.layout.Dir, false}, {c.layout.CipherHome, true}, {c.layout.Home, false}} {
+		if err := os.MkdirAll(d.path, 0o700); err != nil {
+			return nil, fmt.Errorf("cell: %w", err)
+		}
+		if d.owned && os.Geteuid() == 0 {
+			if err := os.Lchown(d.path, c.ids.UID, c.ids.GID); err != nil {
+				return nil, fmt.Errorf("cell: %w", err)
+			}
+		}
+	}
+	// A mount left by a crashed clawhold would hide the mount point.
+	unix.Unmount(c.layout.Home, unix.MNT_DETACH)
+	key, err := c.m.o.VolumeKey(ctx, c.tenant)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(key)
+	srv, err := cellfs.Mount(ctx, c.layout.CipherHome, c.layout.Home, cellfs.Options{
+		Key:    key,
+		Logger: c.m.log.With("tenant", c.tenant),
+		OnTamper: func(path string, block int64, err error) {
+			c.m.log.Warn("cell: tampered state", "tenant", c.tenant, "path", path, "block", block, "err", err)
+			c.m.record(c.tenant, events.Event{Type: EventTamper, Subject: path, Detail: map[string]any{
+				"block": block, "error": err.Error()}})
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cell: mounting the encrypted state of %s: %w", c.tenant, err)
+	}
+	return func() { srv.Unmount() }, nil
 }
 
 func chownTree(root string, ids IDs) error {

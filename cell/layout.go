@@ -14,6 +14,9 @@ import (
 // <data dir>/cells/<tenant> (0700, root):
 //
 //	home/          OpenClaw's HOME and state dir       rw in the cell, owned by the cell's uid
+//	               (with encrypted state: the mount point of the plaintext
+//	               view, which only the cell's mount namespace keeps)
+//	home.enc/      the encrypted state on disk (cellfs) owned by the cell's uid
 //	workspace/     the agent's workspace               rw in the cell, owned by the cell's uid
 //	config/        openclaw.json (generated, 0600)     read-only in the cell
 //	bin/           secrets-provider (0500)             read-only in the cell
@@ -24,20 +27,21 @@ import (
 // The cell cannot write its own config, provider or plugin: a compromised
 // agent must not be able to drop the tool-call plugin or widen its auth.
 type Layout struct {
-	Dir, Home, Workspace, ConfigDir, BinDir, RunDir, PluginDir string
+	Dir, Home, CipherHome, Workspace, ConfigDir, BinDir, RunDir, PluginDir string
 }
 
 // NewLayout returns tenant's layout under dataDir.
 func NewLayout(dataDir, tenant string) Layout {
 	d := filepath.Join(dataDir, "cells", tenant)
 	return Layout{
-		Dir:       d,
-		Home:      filepath.Join(d, "home"),
-		Workspace: filepath.Join(d, "workspace"),
-		ConfigDir: filepath.Join(d, "config"),
-		BinDir:    filepath.Join(d, "bin"),
-		RunDir:    filepath.Join(d, "run"),
-		PluginDir: filepath.Join(d, "plugin"),
+		Dir:        d,
+		Home:       filepath.Join(d, "home"),
+		CipherHome: filepath.Join(d, "home.enc"),
+		Workspace:  filepath.Join(d, "workspace"),
+		ConfigDir:  filepath.Join(d, "config"),
+		BinDir:     filepath.Join(d, "bin"),
+		RunDir:     filepath.Join(d, "run"),
+		PluginDir:  filepath.Join(d, "plugin"),
 	}
 }
 

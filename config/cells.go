@@ -21,6 +21,9 @@ type Cells struct {
 	// IdleTimeout stops a cell no request has reached for this long (scale
 	// to zero); 0 keeps cells running.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// EncryptedState keeps each cell's state dir on disk only as
+	// ciphertext (cellfs, a FUSE filesystem mounted in the cell alone).
+	EncryptedState bool `yaml:"encrypted_state"`
 	// ToolRules decide each tool call the cells report, first match wins;
 	// a call no rule matches is allowed (OpenClaw's own tool policy still
 	// applies).

@@ -149,6 +149,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return s.Lookup("cell:"+tenant)(ctx, names)
 		},
+		VolumeKey:    volumeKey(in),
 		Decide:       func(c cellapi.ToolCall) cellapi.Decision { return decide(rules, c) },
 		Record:       rec.add,
 		StartTimeout: time.Duration(cfg.Cells.StartTimeout),
@@ -217,6 +218,25 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	return first
+}
+
+// volumeKey returns the cells' state volume keys when cells.encrypted_state
+// is on, else nil (plaintext state).
+func volumeKey(in *instance.Instance) func(context.Context, string) ([]byte, error) {
+	if !in.Config.Cells.EncryptedState {
+		return nil
+	}
+	return func(ctx context.Context, tenant string) ([]byte, error) {
+		db, err := in.DB(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		kr, err := in.Keyring(ctx, tenant)
+		if err != nil {
+			return nil, err
+		}
+		return cell.VolumeKey(ctx, db, kr, tenant, cell.StateVolume)
+	}
 }
 
 // members lists tenant's enabled users for its cell's config.

@@ -47,7 +47,13 @@ import (
 // The model provider is a local stand-in (no real one is reachable here):
 // it asks for one exec tool call, the probe, and records the API key it
 // was sent. Everything else is real.
-func TestUp(t *testing.T) {
+func TestUp(t *testing.T) { testUp(t, false) }
+
+// TestUpEncryptedState is TestUp with cells.encrypted_state: OpenClaw runs
+// on cellfs, and at the end no known plaintext is on the disk.
+func TestUpEncryptedState(t *testing.T) { testUp(t, true) }
+
+func testUp(t *testing.T, encrypted bool) {
 	needSandboxRoot(t)
 	inst := openclawtest.Install(t)
 	bin := buildBinary(t)
@@ -79,6 +85,7 @@ func TestUp(t *testing.T) {
 cells:
   openclaw_config: %s
   idle_timeout: 15s
+  encrypted_state: %v
   tool_rules:
     - tool: sessions_history
       action: deny
@@ -92,7 +99,7 @@ egress:
           host: 127.0.0.1
           ports: [%d]
           cidrs: [127.0.0.1/32]
-`, port, origin, overlayPath, modelPort)), 0o600)
+`, port, origin, overlayPath, encrypted, modelPort)), 0o600)
 	env := []string{"PATH=/usr/bin:/bin", "CLAWHOLD_DATA_DIR=" + data, "CLAWHOLD_CONFIG=" + cfgPath, "CLAWHOLD_OPENCLAW_DIR=" + inst.Dir}
 	run := func(stdin string, args ...string) string {
 		t.Helper()
@@ -353,6 +360,32 @@ egress:
 			}
 		}
 	})
+
+	if encrypted {
+		t.Run("the state on disk is ciphertext", func(t *testing.T) {
+			l := cell.NewLayout(data, "acme")
+			if ents, _ := os.ReadDir(l.Home); len(ents) != 0 {
+				t.Errorf("the plaintext mount point %s holds %d entries on the host", l.Home, len(ents))
+			}
+			// The transcript (the chat's prompt and the probe's output),
+			// the model key and the device private key are all in
+			// OpenClaw's state: none may be readable on disk.
+			for _, canary := range []string{"run the probe", "probe-ran", acmeKey, "PRIVATE KEY", "SQLite format 3"} {
+				if files := openclawtest.FilesContaining(t, l.CipherHome, canary); len(files) > 0 {
+					t.Errorf("%q in plaintext on disk: %v", canary, files)
+				}
+			}
+			if files := openclawtest.FilesContaining(t, l.CipherHome, "openclaw"); len(files) > 0 {
+				t.Errorf("file contents mention openclaw on disk: %v", files)
+			}
+			filepath.WalkDir(l.CipherHome, func(p string, d os.DirEntry, err error) error {
+				if err == nil && (strings.Contains(d.Name(), "openclaw") || strings.Contains(d.Name(), "sqlite") || strings.Contains(d.Name(), "workspace")) {
+					t.Errorf("a plaintext name on disk: %s", p)
+				}
+				return nil
+			})
+		})
+	}
 
 	t.Run("tenants rm removes the tenant's data", func(t *testing.T) {
 		cmd := exec.Command(bin, "tenants", "rm", "globex")
