@@ -249,6 +249,19 @@ egress:
 		if got := gatewayPID(t, ids.UID, inst.Node); got == pid {
 			t.Fatal("the same gateway process is still there")
 		}
+		// The history survived: the session the chat created is listed.
+		code, body := alice.postJSON("/tools/invoke", map[string]any{"tool": "sessions_list", "args": map[string]any{"limit": 10}})
+		var res struct {
+			Result struct {
+				Details struct {
+					Count int `json:"count"`
+				} `json:"details"`
+			} `json:"result"`
+		}
+		json.Unmarshal([]byte(body), &res)
+		if code != 200 || res.Result.Details.Count < 1 {
+			t.Fatalf("after the restart: %d %.300s, want the chat's session listed", code, body)
+		}
 	})
 
 	t.Run("a new user reaches the running cell once clawhold rewrites its config", func(t *testing.T) {
@@ -364,6 +377,22 @@ egress:
 	if encrypted {
 		t.Run("the state on disk is ciphertext", func(t *testing.T) {
 			l := cell.NewLayout(data, "acme")
+			var files int
+			var bytes int64
+			filepath.WalkDir(l.CipherHome, func(p string, d os.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					fi, _ := d.Info()
+					files++
+					bytes += fi.Size()
+				}
+				return nil
+			})
+			if files < 10 || bytes < 100<<10 {
+				t.Fatalf("the encrypted state holds %d files, %d bytes: OpenClaw's state is not there", files, bytes)
+			}
+			if n := countEvents(t, data, "acme", cell.EventTamper); n != 0 {
+				t.Errorf("%d tamper events in normal use", n)
+			}
 			if ents, _ := os.ReadDir(l.Home); len(ents) != 0 {
 				t.Errorf("the plaintext mount point %s holds %d entries on the host", l.Home, len(ents))
 			}
