@@ -5,19 +5,24 @@
 //	storage seq-read DIR          read DIR/seq back (drop caches first); prints MB/s
 //	storage rand-fsync DIR N      N random 4 KiB writes into a 64 MiB file, fsync after each; prints ops/s
 //	storage sqlite DIR N          N inserts in transactions of 100 into a WAL database; prints rows/s
+//	storage mount-cellfs CIPHER MNT  serve clawhold's cellfs (random key) until killed
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"fmt"
 	"io"
 	"math/big"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
+	"github.com/clawhold/clawhold/cellfs"
 	_ "modernc.org/sqlite"
 )
 
@@ -25,6 +30,9 @@ func main() {
 	if len(os.Args) < 3 {
 		fmt.Fprintln(os.Stderr, "usage: storage seq-write|seq-read|rand-fsync|sqlite DIR [N]")
 		os.Exit(2)
+	}
+	if os.Args[1] == "mount-cellfs" && os.Args[2] == "--probe" {
+		return // this build has cellfs
 	}
 	dir := os.Args[2]
 	n := 0
@@ -41,6 +49,8 @@ func main() {
 		err = randFsync(dir, n)
 	case "sqlite":
 		err = sqliteInserts(dir, n)
+	case "mount-cellfs":
+		err = mountCellfs(dir, os.Args[3])
 	default:
 		err = fmt.Errorf("unknown workload %q", os.Args[1])
 	}
@@ -48,6 +58,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "storage:", err)
 		os.Exit(1)
 	}
+}
+
+func mountCellfs(cipher, mnt string) error {
+	key := make([]byte, 32)
+	rand.Read(key)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := cellfs.Mount(ctx, cipher, mnt, cellfs.Options{Key: key})
+	if err != nil {
+		return err
+	}
+	srv.Wait()
+	return nil
 }
 
 func seqWrite(dir string, mib int) error {
