@@ -416,6 +416,74 @@ egress:
 		})
 	}
 
+	if encrypted {
+		t.Run("a modified block is an I/O error to OpenClaw and a tamper event", func(t *testing.T) {
+			// With clawhold stopped, change one byte in the middle of every
+			// sizeable ciphertext file of acme's state (its databases among
+			// them), start clawhold again and let alice's request start the
+			// cell: OpenClaw must read errors, never other data, and
+			// clawhold must record where.
+			l := cell.NewLayout(data, "acme")
+			var flipped int
+			filepath.WalkDir(l.CipherHome, func(p string, d os.DirEntry, err error) error {
+				if err != nil || !d.Type().IsRegular() {
+					return nil
+				}
+				fi, _ := d.Info()
+				if fi.Size() < 16<<10 {
+					return nil
+				}
+				f, err := os.OpenFile(p, os.O_RDWR, 0)
+				if err != nil {
+					return nil
+				}
+				defer f.Close()
+				b := make([]byte, 1)
+				off := fi.Size() / 2
+				f.ReadAt(b, off)
+				b[0] ^= 0x5a
+				if _, err := f.WriteAt(b, off); err == nil {
+					flipped++
+				}
+				return nil
+			})
+			if flipped == 0 {
+				t.Fatal("no ciphertext file to modify")
+			}
+			before := countEvents(t, data, "acme", cell.EventTamper)
+			up2 := exec.Command(bin, "up")
+			up2.Env = env
+			var out2 syncBuffer
+			up2.Stdout, up2.Stderr = &out2, &out2
+			if err := up2.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				up2.Process.Signal(syscall.SIGTERM)
+				done := make(chan struct{})
+				go func() { up2.Wait(); close(done) }()
+				select {
+				case <-done:
+				case <-time.After(40 * time.Second):
+					up2.Process.Kill()
+				}
+			}()
+			waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
+			deadline := time.Now().Add(90 * time.Second)
+			for countEvents(t, data, "acme", cell.EventTamper) == before {
+				if time.Now().After(deadline) {
+					t.Fatalf("no tamper event after modifying %d files; cell log:\n%s", flipped, run("", "cells", "logs", "acme", "-n", "40"))
+				}
+				alice.get("/") // starts the cell, then loads the Control UI
+			}
+			for _, e := range tenantEvents(t, data, "acme") {
+				if e.Type == cell.EventTamper {
+					t.Logf("tamper event: %s %v", e.Subject, e.Detail)
+				}
+			}
+		})
+	}
+
 	t.Run("tenants rm removes the tenant's data", func(t *testing.T) {
 		cmd := exec.Command(bin, "tenants", "rm", "globex")
 		cmd.Env = env
