@@ -41,6 +41,10 @@ type Options struct {
 	Now       func() time.Time
 	Rand      io.Reader
 	Logger    *slog.Logger
+	// Spawn, when set, takes RunOnce's backups in another process
+	// (clawhold up: it serves the cells' encrypted state, and the process
+	// that snapshots through that mount must not be its server).
+	Spawn func(ctx context.Context, tenant string) error
 }
 
 func (o Options) withDefaults(in *instance.Instance) Options {
@@ -156,10 +160,19 @@ func Create(ctx context.Context, in *instance.Instance, tenant string, o Options
 	}
 
 	layout := cell.NewLayout(in.DataDir, tenant)
-	for _, t := range []struct{ root, prefix string }{{layout.Home, "home"}, {layout.Workspace, "workspace"}} {
-		if err := w.addTree(t.root, t.prefix); err != nil {
-			return nil, err
-		}
+	home, raw, release, err := homeSource(ctx, in, tenant, layout)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	defer release()
+	w.raw = raw
+	err = w.addTree(home, "home")
+	w.raw = false
+	if err != nil {
+		return nil, err
+	}
+	if err := w.addTree(layout.Workspace, "workspace"); err != nil {
+		return nil, err
 	}
 	if err := os.RemoveAll(filepath.Join(staging, ".scratch")); err != nil {
 		return nil, fmt.Errorf("backup %s: %w", id, err)
@@ -238,6 +251,9 @@ type writer struct {
 	entries   []Entry
 	blobs     int
 	blobBytes int64
+	// raw copies databases and their -wal files as they are: the tree is
+	// quiescent (a stopped cell) and must not be opened with SQLite.
+	raw bool
 }
 
 // addReader seals r as the blob of e and records e.
@@ -371,7 +387,7 @@ func (w *writer) addTree(root, prefix string) error {
 			e.Kind, e.Target = KindSymlink, target
 			w.entries = append(w.entries, e)
 		case info.Mode().IsRegular():
-			if isSidecar(p) {
+			if isSidecar(p) && !(w.raw && !strings.HasSuffix(p, "-shm")) {
 				return nil
 			}
 			return w.addFile(e, p)
@@ -402,7 +418,7 @@ func (w *writer) addFile(e Entry, p string) error {
 	}
 	head := make([]byte, len(sqliteMagic))
 	n, _ := io.ReadFull(f, head)
-	if n == len(head) && bytes.Equal(head, sqliteMagic) {
+	if n == len(head) && bytes.Equal(head, sqliteMagic) && !w.raw {
 		f.Close()
 		return w.addSQLite(e.Path, p, fi)
 	}

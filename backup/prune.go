@@ -148,7 +148,11 @@ func RunOnce(ctx context.Context, in *instance.Instance, o Options, interval tim
 			next = minTime(next, last.Add(interval))
 			continue
 		}
-		if _, err := Create(ctx, in, t, o); err != nil {
+		create := func() error { _, err := Create(ctx, in, t, o); return err }
+		if o.Spawn != nil {
+			create = func() error { return o.Spawn(ctx, t) }
+		}
+		if err := create(); err != nil {
 			o.Logger.Error("scheduled backup failed", "tenant", t, "err", err)
 		}
 	}

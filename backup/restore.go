@@ -123,9 +123,16 @@ func Restore(ctx context.Context, in *instance.Instance, id string, o Options, f
 	if err := writeRecords(ctx, in, recs, o.Now()); err != nil {
 		return fail(fmt.Errorf("the tenant database is in place but its registration and users are not (run the restore again with --force): %w", err))
 	}
+	if in.Config.Cells.EncryptedState {
+		// The home goes into a fresh encrypted volume, under the volume
+		// key the restored tenant database carries.
+		if err := restoreEncryptedHome(ctx, in, tenant, layout, filepath.Join(staging, "home"), force); err != nil {
+			return fail(fmt.Errorf("placing the cell's encrypted home: %w", err))
+		}
+	}
 	for _, t := range []struct{ name, dst string }{{"home", layout.Home}, {"workspace", layout.Workspace}} {
 		src := filepath.Join(staging, t.name)
-		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Lstat(src); errors.Is(err, fs.ErrNotExist) || (t.name == "home" && in.Config.Cells.EncryptedState) {
 			continue
 		}
 		if force {

@@ -4,6 +4,7 @@
 package up
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -171,7 +173,13 @@ func Run(ctx context.Context, o Options) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := backup.RunSchedule(runCtx, in, backup.Options{Version: o.Version, Logger: log}); err != nil && !errors.Is(err, context.Canceled) {
+		bo := backup.Options{Version: o.Version, Logger: log}
+		if cfg.Cells.EncryptedState {
+			bo.Spawn = func(ctx context.Context, tenant string) error {
+				return spawnBackup(ctx, o.Exe, in, tenant)
+			}
+		}
+		if err := backup.RunSchedule(runCtx, in, bo); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("up: backup schedule stopped", "err", err)
 		}
 	}()
@@ -237,6 +245,22 @@ func volumeKey(in *instance.Instance) func(context.Context, string) ([]byte, err
 		}
 		return cell.VolumeKey(ctx, db, kr, tenant, cell.StateVolume)
 	}
+}
+
+// spawnBackup runs `clawhold backup create --tenant T` as a child: a
+// running cell's encrypted state is served by this process, and the
+// snapshot through that mount must be taken by another one.
+func spawnBackup(ctx context.Context, exe string, in *instance.Instance, tenant string) error {
+	args := []string{"--data-dir", in.DataDir}
+	if in.Config.Path != "" {
+		args = append(args, "--config", in.Config.Path)
+	}
+	cmd := exec.CommandContext(ctx, exe, append(args, "backup", "create", "--tenant", tenant)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("backup of %s: %w: %s", tenant, err, bytes.TrimSpace(out))
+	}
+	return nil
 }
 
 // members lists tenant's enabled users for its cell's config.

@@ -28,9 +28,11 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/clawhold/clawhold/cell"
+	"github.com/clawhold/clawhold/cellfs"
 	"github.com/clawhold/clawhold/events"
 	"github.com/clawhold/clawhold/frontdoor/proxy"
 	"github.com/clawhold/clawhold/frontdoor/tlsconf"
+	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/openclaw/openclawtest"
 	"github.com/clawhold/clawhold/store"
 )
@@ -237,6 +239,20 @@ egress:
 			t.Errorf("listing the other tenant's home from inside the cell must fail: %s", result)
 		}
 	})
+
+	var backupID string
+	if encrypted {
+		t.Run("a backup of the running encrypted cell", func(t *testing.T) {
+			out := run("", "backup", "create", "--tenant", "acme")
+			m := regexp.MustCompile(`backup (\S+) of tenant acme`).FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("backup create printed no id:\n%s", out)
+			}
+			backupID = m[1]
+			run("", "backup", "verify", backupID)
+			alice.waitServed(t, "/") // the backup stopped the cell; a request starts it
+		})
+	}
 
 	t.Run("killing the OpenClaw process restarts the cell", func(t *testing.T) {
 		ids := cell.IDsFor("acme")
@@ -480,6 +496,52 @@ egress:
 				if e.Type == cell.EventTamper {
 					t.Logf("tamper event: %s %v", e.Subject, e.Detail)
 				}
+			}
+		})
+	}
+
+	if encrypted {
+		t.Run("backup, wipe, restore: the same transcript is readable", func(t *testing.T) {
+			if backupID == "" {
+				t.Skip("no backup was taken")
+			}
+			fresh := filepath.Join(dir, "fresh")
+			os.MkdirAll(fresh, 0o700)
+			key, _ := os.ReadFile(filepath.Join(data, "root.key"))
+			os.WriteFile(filepath.Join(fresh, "root.key"), key, 0o600)
+			cmd := exec.Command(bin, "--data-dir", fresh, "backup", "restore", backupID, "--backup-dir", filepath.Join(data, "backups"))
+			cmd.Env = env
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("restore: %v\n%s", err, out)
+			}
+			l := cell.NewLayout(fresh, "acme")
+			if files := openclawtest.FilesContaining(t, l.CipherHome, "run the probe"); len(files) > 0 {
+				t.Fatalf("the restored state is in plaintext on disk: %v", files)
+			}
+			// Read it back through the restored volume, with plain reads
+			// only (no SQLite on a mount this process serves).
+			in, err := instance.Open(context.Background(), instance.Options{DataDir: fresh, ConfigPath: cfgPath})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer in.Close()
+			db, _ := in.DB(context.Background(), "acme")
+			kr, err := in.Keyring(context.Background(), "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			vk, err := cell.VolumeKey(context.Background(), db, kr, "acme", cell.StateVolume)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mnt := t.TempDir()
+			srv, err := cellfs.Mount(context.Background(), l.CipherHome, mnt, cellfs.Options{Key: vk})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Unmount()
+			if files := openclawtest.FilesContaining(t, mnt, "run the probe"); len(files) == 0 {
+				t.Fatal("the chat's transcript is not in the restored state")
 			}
 		})
 	}
