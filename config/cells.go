@@ -23,6 +23,7 @@ type Cells struct {
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// EncryptedState keeps each cell's state dir on disk only as
 	// ciphertext (cellfs, a FUSE filesystem mounted in the cell alone).
+	// Default true; it needs /dev/fuse.
 	EncryptedState bool `yaml:"encrypted_state"`
 	// ToolRules decide each tool call the cells report, first match wins;
 	// a call no rule matches is allowed (OpenClaw's own tool policy still
@@ -48,8 +49,9 @@ type Tenant struct {
 
 func defaultCells() Cells {
 	return Cells{
-		StartTimeout: Duration(2 * time.Minute),
-		IdleTimeout:  Duration(30 * time.Minute),
+		StartTimeout:   Duration(2 * time.Minute),
+		IdleTimeout:    Duration(30 * time.Minute),
+		EncryptedState: true,
 	}
 }
 

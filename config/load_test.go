@@ -545,7 +545,7 @@ func TestDefaults(t *testing.T) {
 			MFARequired: true,
 			OIDC:        FrontdoorOIDC{Scopes: []string{"openid", "email", "profile"}, GroupsClaim: "groups", DefaultRole: "viewer"},
 		},
-		Cells:  Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute)},
+		Cells:  Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute), EncryptedState: true},
 		Backup: Backup{Retention: BackupRetention{Keep: 7}},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {

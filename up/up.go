@@ -52,10 +52,15 @@ const DefaultTenant = instance.DefaultTenant
 // ControlSocket is where `clawhold cells` reaches a running `clawhold up`.
 func ControlSocket(dataDir string) string { return filepath.Join(dataDir, "run", "control.sock") }
 
-// Check validates the host for cells (the sandbox's kernel features)
-// and returns the cells' sandbox profile, with the warnings of any layer
-// it runs without.
-func Check(ctx context.Context) (*sandbox.Profile, []string, error) {
+// Check validates the host for cells (the sandbox's kernel features, and
+// FUSE for encrypted state) and returns the cells' sandbox profile, with
+// the warnings of any layer it runs without.
+func Check(ctx context.Context, cfg *config.Config) (*sandbox.Profile, []string, error) {
+	if cfg.Cells.EncryptedState {
+		if _, err := os.Stat("/dev/fuse"); err != nil {
+			return nil, nil, fmt.Errorf("cells.encrypted_state needs FUSE and this host has no /dev/fuse (%v): load the fuse module (modprobe fuse), or set cells.encrypted_state: false to keep cell state in plaintext", err)
+		}
+	}
 	p, err := sandbox.LoadProfile("openclaw")
 	if err != nil {
 		return nil, nil, err
@@ -82,7 +87,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 		o.Exe = exe
 	}
-	profile, warnings, err := Check(ctx)
+	profile, warnings, err := Check(ctx, cfg)
 	if err != nil {
 		return err
 	}

@@ -29,7 +29,7 @@ features) and exits. See docs/cells.md.`,
 				if err != nil {
 					return err
 				}
-				_, warnings, err := up.Check(ctx)
+				_, warnings, err := up.Check(ctx, cfg)
 				if err != nil {
 					return err
 				}
