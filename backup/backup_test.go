@@ -43,7 +43,7 @@ const (
 func openInstance(t *testing.T, dataDir, backupDir string, create bool) *instance.Instance {
 	t.Helper()
 	cfg := filepath.Join(t.TempDir(), "clawhold.yaml")
-	if err := os.WriteFile(cfg, []byte("backup:\n  dir: "+backupDir+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte("backup:\n  dir: "+backupDir+"\ncells:\n  encrypted_state: false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	in, err := instance.Open(context.Background(), instance.Options{DataDir: dataDir, ConfigPath: cfg, CreateRootKey: create})
