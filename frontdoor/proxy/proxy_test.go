@@ -463,29 +463,44 @@ func echo(t *testing.T, c *websocket.Conn, msg string) {
 // registry records Register calls like the lead's session store would.
 type registry struct {
 	mu    sync.Mutex
-	live  map[string][]func()
+	next  int
+	live  map[string]map[int]func()
 	added chan string
 }
 
 func newRegistry() *registry {
-	return &registry{live: map[string][]func(){}, added: make(chan string, 16)}
+	return &registry{live: map[string]map[int]func(){}, added: make(chan string, 16)}
 }
 
+// Register records closeFn; its unregister removes only that one, so an
+// earlier connection of the same session that ends late (a previous
+// subtest's) never takes a newer one with it.
 func (g *registry) Register(session string, closeFn func()) func() {
 	g.mu.Lock()
-	g.live[session] = append(g.live[session], closeFn)
+	g.next++
+	n := g.next
+	if g.live[session] == nil {
+		g.live[session] = map[int]func(){}
+	}
+	g.live[session][n] = closeFn
 	g.mu.Unlock()
 	g.added <- session
 	return func() {
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		delete(g.live, session)
+		delete(g.live[session], n)
+		if len(g.live[session]) == 0 {
+			delete(g.live, session)
+		}
 	}
 }
 
 func (g *registry) closeSession(session string) int {
 	g.mu.Lock()
-	fns := g.live[session]
+	var fns []func()
+	for _, f := range g.live[session] {
+		fns = append(fns, f)
+	}
 	g.mu.Unlock()
 	for _, f := range fns {
 		f()
