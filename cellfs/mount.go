@@ -113,10 +113,16 @@ func Mount(ctx context.Context, cipherDir, mountpoint string, o Options) (*Serve
 		return nil, fmt.Errorf("cellfs: stat %s: %w", cipherDir, err)
 	}
 	rn := &node{r: r}
-	sec := time.Second
+	// Every change goes through this server, which invalidates what it
+	// changes, so the kernel may keep entries and attributes for long:
+	// each lookup it does not send saves a round trip (OpenClaw's start
+	// stats thousands of files). Negative entries too (missing config
+	// files are looked up again and again).
+	sec := time.Minute
 	srv, err := fs.Mount(mountpoint, rn, &fs.Options{
-		EntryTimeout: &sec,
-		AttrTimeout:  &sec,
+		EntryTimeout:    &sec,
+		AttrTimeout:     &sec,
+		NegativeTimeout: &sec,
 		MountOptions: fuse.MountOptions{
 			AllowOther:  true,
 			DirectMount: true,
