@@ -20,6 +20,7 @@ import (
 	"github.com/clawhold/clawhold/cellfs"
 	"github.com/clawhold/clawhold/egress"
 	"github.com/clawhold/clawhold/events"
+	"github.com/clawhold/clawhold/openclaw"
 	"github.com/clawhold/clawhold/sandbox"
 	"golang.org/x/sys/unix"
 )
@@ -49,7 +50,7 @@ type Cell struct {
 	cancel   context.CancelFunc
 	done     chan struct{} // closed when the supervisor has ended
 	config   []byte        // openclaw.json as last written
-	output   *tail
+	output   *openclaw.TailBuffer
 }
 
 func newCell(m *Manager, tenant string) *Cell {
@@ -58,7 +59,7 @@ func newCell(m *Manager, tenant string) *Cell {
 		layout: NewLayout(m.o.DataDir, tenant),
 		ids:    IDsFor(tenant),
 		state:  StateStopped, since: time.Now(),
-		output: &tail{max: 256 << 10},
+		output: openclaw.NewTailBuffer(256 << 10),
 	}
 }
 
@@ -552,29 +553,6 @@ func chownTree(root string, ids IDs) error {
 }
 
 func (c *Cell) logs(n int) string { return lastLines(c.output.String(), n) }
-
-// tail keeps the last max bytes written to it.
-type tail struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if over := len(t.b) - t.max; over > 0 {
-		t.b = append(t.b[:0], t.b[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tail) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
-}
 
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")

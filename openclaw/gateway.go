@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/clawhold/clawhold/datadir"
 )
 
 // DefaultStopGrace is how long Stop waits after SIGTERM before it kills the
@@ -68,7 +70,7 @@ type Gateway struct {
 	secrets    []string
 	logger     *slog.Logger
 	client     *http.Client
-	output     *tailBuffer
+	output     *TailBuffer
 
 	done    chan struct{} // closed once the process has exited
 	waitErr error         // set before done is closed
@@ -123,8 +125,8 @@ func StartGateway(ctx context.Context, inst *Install, opts GatewayOptions) (*Gat
 		return nil, err
 	}
 	configPath := filepath.Join(stateDir, "openclaw.json")
-	if err := writePrivateFile(configPath, cfg); err != nil {
-		return nil, err
+	if err := datadir.WriteFileAtomic(configPath, cfg, 0o600); err != nil {
+		return nil, fmt.Errorf("openclaw: %w", err)
 	}
 
 	logger := opts.Logger
@@ -148,7 +150,7 @@ func StartGateway(ctx context.Context, inst *Install, opts GatewayOptions) (*Gat
 			Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			Timeout:   5 * time.Second,
 		},
-		output: newTailBuffer(64 << 10),
+		output: NewTailBuffer(64 << 10),
 		done:   make(chan struct{}),
 	}
 
@@ -372,36 +374,9 @@ func freePort(ctx context.Context) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// writePrivateFile atomically replaces path with a mode 0600 file holding
-// data, so the data is never readable through a looser mode.
-func writePrivateFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("openclaw: writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o600) // CreateTemp uses 0600 already; be explicit
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("openclaw: writing %s: %w", path, err)
-	}
-	return nil
-}
-
 // teeWriter copies the gateway's output to buf and, if set, w. Errors from w
 // are dropped: a failing consumer must not break the gateway's stdout pipe.
-func teeWriter(buf *tailBuffer, w io.Writer) io.Writer {
+func teeWriter(buf *TailBuffer, w io.Writer) io.Writer {
 	if w == nil {
 		return buf
 	}

@@ -190,7 +190,7 @@ func TestLogTailRedactsAndFormats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &Gateway{logPath: logPath, secrets: collectSecrets(cfg, []string{"OPENAI_API_KEY=sk-env-secret-000", "PATH=/usr/bin"}), output: newTailBuffer(1024)}
+	g := &Gateway{logPath: logPath, secrets: collectSecrets(cfg, []string{"OPENAI_API_KEY=sk-env-secret-000", "PATH=/usr/bin"}), output: NewTailBuffer(1024)}
 
 	var lines []string
 	for i := range 5 {
@@ -218,7 +218,7 @@ func TestLogTailRedactsAndFormats(t *testing.T) {
 }
 
 func TestTailBuffer(t *testing.T) {
-	b := newTailBuffer(8)
+	b := NewTailBuffer(8)
 	b.Write([]byte("0123456789"))
 	b.Write([]byte("ab"))
 	if got := b.String(); got != "456789ab" {

@@ -119,16 +119,18 @@ func redact(s string, secrets []string) string {
 	return s
 }
 
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
+// TailBuffer keeps the last max bytes written to it: a gateway's recent
+// stdout and stderr, safe for the writer and readers at once.
+type TailBuffer struct {
 	mu  sync.Mutex
 	max int
 	buf []byte
 }
 
-func newTailBuffer(size int) *tailBuffer { return &tailBuffer{max: size} }
+// NewTailBuffer returns a TailBuffer of size bytes.
+func NewTailBuffer(size int) *TailBuffer { return &TailBuffer{max: size} }
 
-func (t *tailBuffer) Write(p []byte) (int, error) {
+func (t *TailBuffer) Write(p []byte) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.buf = append(t.buf, p...)
@@ -138,7 +140,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func (t *tailBuffer) String() string {
+func (t *TailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return string(t.buf)

@@ -15,6 +15,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/clawhold/clawhold/datadir"
 )
 
 // ID is the plugin id, as in openclaw.plugin.json.
@@ -57,35 +59,9 @@ func Write(dir string) error {
 		if err != nil {
 			return fmt.Errorf("plugin: reading embedded %s: %w", e.Name(), err)
 		}
-		if err := writeFile(filepath.Join(dir, e.Name()), b); err != nil {
-			return err
+		if err := datadir.WriteFileAtomic(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			return fmt.Errorf("plugin: %w", err)
 		}
-	}
-	return nil
-}
-
-// writeFile atomically replaces path with a mode 0644 file holding data.
-func writeFile(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("plugin: writing %s: %w", path, err)
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644) // CreateTemp makes 0600
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("plugin: writing %s: %w", path, err)
 	}
 	return nil
 }
