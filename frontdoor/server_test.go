@@ -2,8 +2,6 @@ package frontdoor
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -417,11 +415,7 @@ func TestFrontDoorAgainstOpenClaw(t *testing.T) {
 	})
 }
 
-type helloAuth struct {
-	Method string   `json:"method"`
-	Role   string   `json:"role"`
-	Scopes []string `json:"scopes"`
-}
+type helloAuth = openclawtest.HelloAuth
 
 // dialGateway opens OpenClaw's WebSocket through the door with b's cookies
 // and completes the operator connect handshake (openclaw-experiments §2).
@@ -440,49 +434,12 @@ func dialGateway(ctx context.Context, d *door, b *browser, origin string) (*webs
 	if err != nil {
 		return nil, helloAuth{}, err
 	}
-	c.SetReadLimit(8 << 20)
-	if _, _, err := c.Read(ctx); err != nil { // connect.challenge
+	auth, _, err := openclawtest.Handshake(ctx, c, []string{"operator.read", "operator.write"})
+	if err != nil {
 		c.CloseNow()
 		return nil, helloAuth{}, err
 	}
-	req, _ := json.Marshal(map[string]any{"type": "req", "id": "c1", "method": "connect", "params": map[string]any{
-		"minProtocol": 4, "maxProtocol": 4,
-		"client": map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"},
-		"role":   "operator", "scopes": []string{"operator.read", "operator.write"},
-		"caps": []string{}, "commands": []string{}, "permissions": map[string]any{},
-		"locale": "en-US", "userAgent": "clawhold-test/0.0.1",
-	}})
-	if err := c.Write(ctx, websocket.MessageText, req); err != nil {
-		c.CloseNow()
-		return nil, helloAuth{}, err
-	}
-	for {
-		_, msg, err := c.Read(ctx)
-		if err != nil {
-			c.CloseNow()
-			return nil, helloAuth{}, err
-		}
-		var f struct {
-			Type    string          `json:"type"`
-			ID      string          `json:"id"`
-			OK      bool            `json:"ok"`
-			Payload json.RawMessage `json:"payload"`
-			Error   json.RawMessage `json:"error"`
-		}
-		json.Unmarshal(msg, &f)
-		if f.Type != "res" || f.ID != "c1" {
-			continue
-		}
-		if !f.OK {
-			c.CloseNow()
-			return nil, helloAuth{}, errors.New("connect refused: " + string(f.Error))
-		}
-		var hello struct {
-			Auth helloAuth `json:"auth"`
-		}
-		json.Unmarshal(f.Payload, &hello)
-		return c, hello.Auth, nil
-	}
+	return c, auth, nil
 }
 
 // readUntilClosed reads c until it fails and then closes the channel.

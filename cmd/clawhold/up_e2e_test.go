@@ -182,8 +182,8 @@ egress:
 		c, hello := alice.dialGateway(t)
 		defer c.CloseNow()
 		want, _ := proxy.ScopesForRole("operator")
-		if hello.Auth.Method != "trusted-proxy" || !slices.Equal(sorted(hello.Auth.Scopes), sorted(want)) {
-			t.Fatalf("hello-ok auth = %+v, want trusted-proxy with %v", hello.Auth, want)
+		if hello.Method != "trusted-proxy" || !slices.Equal(sorted(hello.Scopes), sorted(want)) {
+			t.Fatalf("hello-ok auth = %+v, want trusted-proxy with %v", hello, want)
 		}
 	})
 
@@ -299,8 +299,8 @@ egress:
 		}
 		c, hello := carol.dialGateway(t)
 		c.CloseNow()
-		if want, _ := proxy.ScopesForRole("viewer"); !slices.Equal(sorted(hello.Auth.Scopes), sorted(want)) {
-			t.Fatalf("carol's hello-ok scopes %v, want %v", hello.Auth.Scopes, want)
+		if want, _ := proxy.ScopesForRole("viewer"); !slices.Equal(sorted(hello.Scopes), sorted(want)) {
+			t.Fatalf("carol's hello-ok scopes %v, want %v", hello.Scopes, want)
 		}
 	})
 
@@ -349,8 +349,8 @@ egress:
 		c, hello := bob.dialGateway(t)
 		c.CloseNow()
 		want, _ := proxy.ScopesForRole("operator")
-		if !slices.Equal(sorted(hello.Auth.Scopes), sorted(want)) {
-			t.Fatalf("bob's hello-ok scopes %v, want the operator's %v", hello.Auth.Scopes, want)
+		if !slices.Equal(sorted(hello.Scopes), sorted(want)) {
+			t.Fatalf("bob's hello-ok scopes %v, want the operator's %v", hello.Scopes, want)
 		}
 		// bob's own cell got its own key, not acme's.
 		for _, a := range model.authorizations() {
@@ -673,17 +673,9 @@ func (c *doorClient) waitServed(t *testing.T, path string) {
 	}
 }
 
-type upHello struct {
-	Auth struct {
-		Method string   `json:"method"`
-		Role   string   `json:"role"`
-		Scopes []string `json:"scopes"`
-	} `json:"auth"`
-}
-
 // dialGateway opens OpenClaw's WebSocket through the door and completes
 // the operator handshake.
-func (c *doorClient) dialGateway(t *testing.T) (*websocket.Conn, upHello) {
+func (c *doorClient) dialGateway(t *testing.T) (*websocket.Conn, openclawtest.HelloAuth) {
 	t.Helper()
 	u, _ := url.Parse(c.d.origin)
 	h := http.Header{"Origin": {c.d.origin}}
@@ -697,43 +689,12 @@ func (c *doorClient) dialGateway(t *testing.T) (*websocket.Conn, upHello) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn.SetReadLimit(8 << 20)
-	if _, _, err := conn.Read(ctx); err != nil { // connect.challenge
+	auth, _, err := openclawtest.Handshake(ctx, conn, []string{"operator.read", "operator.write", "operator.admin"})
+	if err != nil {
+		conn.CloseNow()
 		t.Fatal(err)
 	}
-	req, _ := json.Marshal(map[string]any{"type": "req", "id": "c1", "method": "connect", "params": map[string]any{
-		"minProtocol": 4, "maxProtocol": 4,
-		"client": map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"},
-		"role":   "operator", "scopes": []string{"operator.read", "operator.write", "operator.admin"},
-		"caps": []string{}, "commands": []string{}, "permissions": map[string]any{},
-		"locale": "en-US", "userAgent": "clawhold-test/0.0.1",
-	}})
-	if err := conn.Write(ctx, websocket.MessageText, req); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		_, msg, err := conn.Read(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var f struct {
-			Type    string          `json:"type"`
-			ID      string          `json:"id"`
-			OK      bool            `json:"ok"`
-			Payload json.RawMessage `json:"payload"`
-			Error   json.RawMessage `json:"error"`
-		}
-		json.Unmarshal(msg, &f)
-		if f.Type != "res" || f.ID != "c1" {
-			continue
-		}
-		if !f.OK {
-			t.Fatalf("connect refused: %s", f.Error)
-		}
-		var hello upHello
-		json.Unmarshal(f.Payload, &hello)
-		return conn, hello
-	}
+	return conn, auth
 }
 
 func sorted(s []string) []string { s = slices.Clone(s); slices.Sort(s); return s }

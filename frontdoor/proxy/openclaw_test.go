@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -82,26 +81,10 @@ func wsCall(ctx context.Context, c *websocket.Conn, id, method string, params an
 	}
 }
 
-// connectParams is the minimal operator connect of experiments §2, as the
-// CLI client: with trusted-proxy headers it needs no device identity.
-func connectParams() map[string]any {
-	return map[string]any{
-		"minProtocol": 4, "maxProtocol": 4,
-		"client": map[string]any{"id": "cli", "version": "0.0.1", "platform": "linux", "mode": "cli"},
-		"role":   "operator", "scopes": []string{"operator.read", "operator.write", "operator.admin"},
-		"caps": []string{}, "commands": []string{}, "permissions": map[string]any{},
-		"locale": "en-US", "userAgent": "clawhold-test/0.0.1",
-	}
-}
+type helloAuth = openclawtest.HelloAuth
 
-type helloAuth struct {
-	Method string   `json:"method"`
-	Role   string   `json:"role"`
-	Scopes []string `json:"scopes"`
-}
-
-// wsConnect dials the front door as the given identity, waits for the
-// challenge, connects and returns the hello-ok auth block.
+// wsConnect dials the front door as the given identity and completes the
+// operator connect, returning the hello-ok auth block (or the refusal).
 func wsConnect(ctx context.Context, t *testing.T, doorURL, role, user string, hdr http.Header) (*websocket.Conn, helloAuth, json.RawMessage, error) {
 	h := http.Header{"Origin": {testOrigin}, "X-Test-Role": {role}, "X-Test-User": {user}}
 	for k, v := range hdr {
@@ -111,35 +94,12 @@ func wsConnect(ctx context.Context, t *testing.T, doorURL, role, user string, hd
 	if err != nil {
 		return nil, helloAuth{}, nil, err
 	}
-	c.SetReadLimit(8 << 20) // hello-ok lists every method
-	_, b, err := c.Read(ctx)
+	auth, refusal, err := openclawtest.Handshake(ctx, c, []string{"operator.read", "operator.write", "operator.admin"})
 	if err != nil {
 		c.CloseNow()
-		return nil, helloAuth{}, nil, err
+		return nil, helloAuth{}, refusal, err
 	}
-	var ev frame
-	if json.Unmarshal(b, &ev); ev.Event != "connect.challenge" {
-		c.CloseNow()
-		return nil, helloAuth{}, nil, errors.New("first frame is not connect.challenge: " + string(b))
-	}
-	res, err := wsCall(ctx, c, "c1", "connect", connectParams())
-	if err != nil {
-		c.CloseNow()
-		return nil, helloAuth{}, nil, err
-	}
-	if !res.OK {
-		c.CloseNow()
-		return nil, helloAuth{}, res.Error, errors.New("connect refused: " + string(res.Error))
-	}
-	var hello struct {
-		Type string    `json:"type"`
-		Auth helloAuth `json:"auth"`
-	}
-	if err := json.Unmarshal(res.Payload, &hello); err != nil || hello.Type != "hello-ok" {
-		c.CloseNow()
-		return nil, helloAuth{}, nil, errors.New("no hello-ok: " + string(res.Payload[:min(len(res.Payload), 400)]))
-	}
-	return c, hello.Auth, nil, nil
+	return c, auth, nil, nil
 }
 
 func TestAgainstOpenClaw(t *testing.T) {
