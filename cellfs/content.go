@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 
 	"github.com/clawhold/clawhold/keys"
 )
@@ -66,8 +67,13 @@ type File struct {
 // error wrapping ErrTampered; a bad final block is not (the size is then
 // an estimate and reading that block fails), so that such a file can still
 // be truncated or removed.
-func (v *Volume) OpenFile(f *os.File) (*File, error) {
-	fl := &File{v: v, f: f, path: f.Name()}
+func (v *Volume) OpenFile(f *os.File) (*File, error) { return v.openFileAs(f, f.Name()) }
+
+// openFileAs is OpenFile for a file that tamper reports and errors call
+// name: the FUSE layer names files by their plaintext path in the volume,
+// which is what an operator can act on.
+func (v *Volume) openFileAs(f *os.File, name string) (*File, error) {
+	fl := &File{v: v, f: f, path: name}
 	n, err := f.ReadAt(fl.hdr[:], 0)
 	if err != nil && !(errors.Is(err, io.EOF) && n == headerLen) {
 		if errors.Is(err, io.EOF) {
@@ -178,14 +184,16 @@ func (fl *File) seal(dst []byte, i int64, data []byte, n int, final bool) []byte
 	return fl.aead.Seal(dst, nonce, inner, fl.ad(i))
 }
 
-// open decrypts one ciphertext block. It returns the BlockSize data area,
-// the final flag and the payload length.
-func (fl *File) open(ct []byte, i int64) ([]byte, bool, int, error) {
+// open decrypts one ciphertext block in place, overwriting ct. It returns
+// the BlockSize data area, the final flag and the payload length. ad is
+// scratch space from fl.ad, reused across blocks to save an allocation each.
+func (fl *File) open(ct []byte, i int64, ad []byte) ([]byte, bool, int, error) {
 	ns := fl.aead.NonceSize()
 	if int64(len(ct)) != fl.cbs {
 		return nil, false, 0, fmt.Errorf("%w: %s: block %d is %d bytes, want %d", ErrTampered, fl.path, i, len(ct), fl.cbs)
 	}
-	inner, err := fl.aead.Open(nil, ct[:ns], ct[ns:], fl.ad(i))
+	binary.BigEndian.PutUint64(ad[headerLen:], uint64(i))
+	inner, err := fl.aead.Open(ct[ns:ns], ct[:ns], ct[ns:], ad)
 	if err != nil {
 		return nil, false, 0, fmt.Errorf("%w: %s: block %d: %v", ErrTampered, fl.path, i, err)
 	}
@@ -203,28 +211,35 @@ func (fl *File) readBlock(i int64) ([]byte, bool, int, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, false, 0, fmt.Errorf("cellfs: read %s block %d: %w", fl.path, i, err)
 	}
-	data, final, n, err := fl.open(ct[:m], i)
+	data, final, n, err := fl.open(ct[:m], i, fl.ad(i))
 	if err != nil {
 		fl.v.tamper(fl.path, i, err)
 	}
 	return data, final, n, err
 }
 
-// checkBlock applies the position rules: the file's final block must carry
+// checkBlock applies the position rules (see finalErr) and reports a
+// violation.
+func (fl *File) checkBlock(i int64, final bool, n int) error {
+	err := fl.finalErr(i, final, n)
+	if err != nil {
+		fl.v.tamper(fl.path, i, err)
+	}
+	return err
+}
+
+// finalErr applies the position rules: the file's final block must carry
 // the final flag and the expected length. A non-final block may carry the
 // flag: that is the benign state left by a crash between the two steps of
 // an extend or shrink, and accepting it enables nothing beyond the rollback
 // of a whole block, which no per-block scheme can detect anyway.
-func (fl *File) checkBlock(i int64, final bool, n int) error {
+func (fl *File) finalErr(i int64, final bool, n int) error {
 	if i != lastIdx(fl.size) {
 		return nil
 	}
-	want := int(fl.size - i*BlockSize)
-	if !final || n != want {
-		err := fmt.Errorf("%w: %s: final block %d: final=%v len=%d, want final len=%d (truncated or reordered)",
+	if want := int(fl.size - i*BlockSize); !final || n != want {
+		return fmt.Errorf("%w: %s: final block %d: final=%v len=%d, want final len=%d (truncated or reordered)",
 			ErrTampered, fl.path, i, final, n, want)
-		fl.v.tamper(fl.path, i, err)
-		return err
 	}
 	return nil
 }
@@ -254,32 +269,109 @@ func (fl *File) ReadAt(p []byte, off int64) (int, error) {
 		return 0, nil
 	}
 	b0, b1 := off/BlockSize, (end-1)/BlockSize
-	ct := make([]byte, (b1-b0+1)*fl.cbs)
+	buf := fl.v.readBuf(b1-b0+1, fl.cbs)
+	defer fl.v.putReadBuf(buf, fl.cbs)
+	ct := *buf
 	m, err := fl.f.ReadAt(ct, fl.cipherOff(b0))
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, fmt.Errorf("cellfs: read %s: %w", fl.path, err)
 	}
-	ct = ct[:m]
-	done := 0
-	for i := b0; i <= b1; i++ {
-		s := (i - b0) * fl.cbs
-		blk := ct[min(s, int64(len(ct))):min(s+fl.cbs, int64(len(ct)))]
-		data, final, n, err := fl.open(blk, i)
-		if err != nil {
-			fl.v.tamper(fl.path, i, err)
-			return done, err
-		}
-		if err := fl.checkBlock(i, final, n); err != nil {
-			return done, err
-		}
-		lo := max(off, i*BlockSize) - i*BlockSize
-		hi := min(end, (i+1)*BlockSize) - i*BlockSize
-		done += copy(p[done:], data[lo:hi])
+	if bad, err := fl.openRange(p, ct[:m], b0, b1, off, end); err != nil {
+		fl.v.tamper(fl.path, bad, err)
+		return int(max(bad*BlockSize-off, 0)), err
 	}
+	done := int(end - off)
 	if done < len(p) {
 		return done, io.EOF
 	}
 	return done, nil
+}
+
+// parallelBlocks is the smallest read split across two goroutines; smaller
+// reads (SQLite's pages) are not worth starting one.
+const parallelBlocks = 16
+
+// openRange authenticates and decrypts blocks b0..b1 in place in ct (the
+// ciphertext from block b0 on) and copies the plaintext of [off, end) to p.
+// A large range is split in two halves so that an idle core can decrypt
+// one (FUSE sends a sequential read as 128 KiB requests, one or two at a
+// time). Whichever goroutine claims the upper half first decrypts it, so a
+// helper that gets no CPU in time costs only its start, never a wait. On failure
+// it returns the lowest failing block and its error; every block of the
+// range is authenticated before success is returned.
+func (fl *File) openRange(p, ct []byte, b0, b1, off, end int64) (int64, error) {
+	if b1-b0+1 < parallelBlocks {
+		return fl.openBlocks(p, ct, b0, b0, b1, off, end)
+	}
+	mid := b0 + (b1-b0+1)/2
+	var (
+		claimed atomic.Bool
+		done    = make(chan struct{})
+		hiBad   int64
+		hiErr   error
+	)
+	go func() {
+		if claimed.CompareAndSwap(false, true) {
+			hiBad, hiErr = fl.openBlocks(p, ct, b0, mid, b1, off, end)
+			close(done)
+		}
+	}()
+	bad, err := fl.openBlocks(p, ct, b0, b0, mid-1, off, end)
+	if claimed.CompareAndSwap(false, true) {
+		hiBad, hiErr = fl.openBlocks(p, ct, b0, mid, b1, off, end)
+	} else {
+		<-done
+	}
+	if err != nil {
+		return bad, err
+	}
+	return hiBad, hiErr
+}
+
+// openBlocks is openRange for blocks from..to of a ct that starts at block
+// b0; it stops at the first block that fails.
+func (fl *File) openBlocks(p, ct []byte, b0, from, to, off, end int64) (int64, error) {
+	ad := fl.ad(from)
+	for i := from; i <= to; i++ {
+		s := min((i-b0)*fl.cbs, int64(len(ct)))
+		data, final, n, err := fl.open(ct[s:min(s+fl.cbs, int64(len(ct)))], i, ad)
+		if err == nil {
+			err = fl.finalErr(i, final, n)
+		}
+		if err != nil {
+			return i, err
+		}
+		bs := i * BlockSize
+		lo, hi := max(off, bs), min(end, bs+BlockSize)
+		copy(p[lo-off:hi-off], data[lo-bs:hi-bs])
+	}
+	return 0, nil
+}
+
+// Read buffers are allocated for a whole FUSE read (128 KiB, 33 blocks
+// when unaligned), so that small and large reads share them; larger ones
+// come only from direct ReadAt callers and are not kept.
+const (
+	fuseReadBlocks   = 128<<10/BlockSize + 1
+	pooledReadBlocks = 64
+)
+
+// readBuf returns a buffer for nb ciphertext blocks of cbs bytes from the
+// volume's pool; the caller passes it to putReadBuf when done.
+func (v *Volume) readBuf(nb, cbs int64) *[]byte {
+	n := nb * cbs
+	if b, ok := v.readBufs.Get().(*[]byte); ok && int64(cap(*b)) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(nb, fuseReadBlocks)*cbs)
+	return &b
+}
+
+func (v *Volume) putReadBuf(b *[]byte, cbs int64) {
+	if int64(cap(*b)) <= pooledReadBlocks*cbs {
+		v.readBufs.Put(b)
+	}
 }
 
 // WriteAt implements io.WriterAt. All affected blocks, including the old
@@ -448,13 +540,13 @@ func (fl *File) Close() error {
 
 // PlainSize reports the plaintext size of the encrypted file at path
 // without keeping it open (used for stat).
-func (v *Volume) plainSize(path string) (int64, error) {
+func (v *Volume) plainSize(path, name string) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
-	fl, err := v.OpenFile(f)
+	fl, err := v.openFileAs(f, name)
 	if err != nil {
 		return 0, err
 	}

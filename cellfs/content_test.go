@@ -368,3 +368,112 @@ func TestConcurrentWriters(t *testing.T) {
 		}
 	}
 }
+
+// TestParallelReadTamper checks that reads long enough to be decrypted by
+// two goroutines still authenticate every block of both halves: a bad
+// block anywhere fails the read with ErrTampered, is reported once with its
+// index, and only the plaintext before it is returned.
+func TestParallelReadTamper(t *testing.T) {
+	const pb = parallelBlocks
+	content := make([]byte, 3*pb*BlockSize+123)
+	for i := range content {
+		content[i] = byte(i*7 + i/BlockSize)
+	}
+	last := int64(len(content)-1) / BlockSize
+	flip := func(k int64) func(*File) error {
+		return func(fl *File) error {
+			b := []byte{0}
+			if _, err := fl.f.ReadAt(b, fl.cipherOff(k)+100); err != nil {
+				return err
+			}
+			b[0] ^= 1
+			_, err := fl.f.WriteAt(b, fl.cipherOff(k)+100)
+			return err
+		}
+	}
+	swap := func(i, j int64) func(*File) error {
+		return func(fl *File) error {
+			bi, bj := make([]byte, fl.cbs), make([]byte, fl.cbs)
+			if _, err := fl.f.ReadAt(bi, fl.cipherOff(i)); err != nil {
+				return err
+			}
+			if _, err := fl.f.ReadAt(bj, fl.cipherOff(j)); err != nil {
+				return err
+			}
+			if _, err := fl.f.WriteAt(bj, fl.cipherOff(i)); err != nil {
+				return err
+			}
+			_, err := fl.f.WriteAt(bi, fl.cipherOff(j))
+			return err
+		}
+	}
+	cases := []struct {
+		name   string
+		off, n int64
+		bad    int64 // tampered block, -1 for none
+		mutate func(*File) error
+	}{
+		{name: "intact aligned", off: 0, n: 2 * pb * BlockSize, bad: -1},
+		{name: "intact unaligned", off: 1000, n: 2*pb*BlockSize + 77, bad: -1},
+		{name: "intact to EOF", off: pb*BlockSize + 5, n: 4 * pb * BlockSize, bad: -1},
+		{name: "first block", off: 0, n: 2 * pb * BlockSize, bad: 0},
+		{name: "inside first half", off: 0, n: 2 * pb * BlockSize, bad: 3},
+		{name: "end of first half", off: 0, n: 2 * pb * BlockSize, bad: pb - 1},
+		{name: "start of second half", off: 0, n: 2 * pb * BlockSize, bad: pb},
+		{name: "end of second half", off: 0, n: 2 * pb * BlockSize, bad: 2*pb - 1},
+		{name: "unaligned, second half", off: 1000, n: 2 * pb * BlockSize, bad: 2 * pb},
+		{name: "swap across halves", off: 0, n: 2 * pb * BlockSize, bad: 2, mutate: swap(2, pb+3)},
+		{name: "swap within second half", off: 0, n: 2 * pb * BlockSize, bad: pb + 1, mutate: swap(pb+1, pb+3)},
+		{name: "final block", off: pb * BlockSize, n: 4 * pb * BlockSize, bad: last},
+		{name: "final block without final flag", off: pb * BlockSize, n: 4 * pb * BlockSize, bad: last,
+			mutate: func(fl *File) error {
+				data := make([]byte, BlockSize)
+				n := copy(data, content[last*BlockSize:])
+				_, err := fl.f.WriteAt(fl.seal(nil, last, data, n, false), fl.cipherOff(last))
+				return err
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, tl := testVolume(t, 0)
+			fl := newTestFile(t, v, t.TempDir(), "f")
+			defer fl.Close()
+			if _, err := fl.WriteAt(content, 0); err != nil {
+				t.Fatal(err)
+			}
+			end := min(c.off+c.n, int64(len(content)))
+			if nb := (end-1)/BlockSize - c.off/BlockSize + 1; nb < parallelBlocks {
+				t.Fatalf("read spans %d blocks, too few for the parallel path (%d)", nb, parallelBlocks)
+			}
+			mutate := c.mutate
+			if mutate == nil && c.bad >= 0 {
+				mutate = flip(c.bad)
+			}
+			if mutate != nil {
+				if err := mutate(fl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := make([]byte, c.n)
+			n, err := fl.ReadAt(p, c.off)
+			want := end - c.off
+			if c.bad >= 0 {
+				want = max(c.bad*BlockSize-c.off, 0)
+				if !errors.Is(err, ErrTampered) {
+					t.Fatalf("want ErrTampered, got %v", err)
+				}
+				if len(tl.got) != 1 || tl.got[0] != c.bad {
+					t.Fatalf("OnTamper got blocks %v, want [%d]", tl.got, c.bad)
+				}
+			} else if err != nil && !(errors.Is(err, io.EOF) && end < c.off+c.n) {
+				t.Fatalf("read: %v", err)
+			}
+			if int64(n) != want {
+				t.Fatalf("read %d bytes, want %d", n, want)
+			}
+			if !bytes.Equal(p[:n], content[c.off:c.off+int64(n)]) {
+				t.Fatal("content mismatch")
+			}
+		})
+	}
+}

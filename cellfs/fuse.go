@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -118,6 +119,9 @@ func (n *node) lowerPath() (string, error) {
 // plainPath is the path inside the mount, for tamper reports and logs.
 func (n *node) plainPath() string { return "/" + n.Path(n.Root()) }
 
+// childPlain is the path inside the mount of n's child name.
+func (n *node) childPlain(name string) string { return path.Join(n.plainPath(), name) }
+
 func (n *node) dirIV() ([]byte, error) {
 	n.ivMu.Lock()
 	defer n.ivMu.Unlock()
@@ -183,11 +187,13 @@ func removeSide(p string, long bool) {
 
 // fillAttr copies st into out, replacing the size of regular files and
 // symlinks with the plaintext size.
-func (n *node) fillAttr(p string, st *syscall.Stat_t, out *fuse.Attr) {
+// plain is the file's path in the volume, for tamper reports (a child
+// being looked up is not in the tree yet, so its node cannot say).
+func (n *node) fillAttr(p, plain string, st *syscall.Stat_t, out *fuse.Attr) {
 	out.FromStat(st)
 	switch st.Mode & syscall.S_IFMT {
 	case syscall.S_IFREG:
-		out.Size = uint64(n.r.plainSize(p, st, n.plainPath()))
+		out.Size = uint64(n.r.plainSize(p, st, plain))
 	case syscall.S_IFLNK:
 		if t, err := n.readlink(p); err == nil {
 			out.Size = uint64(len(t))
@@ -206,7 +212,7 @@ func (r *root) plainSize(p string, st *syscall.Stat_t, plain string) int64 {
 		return e.size
 	}
 	r.mu.Unlock()
-	size, err := r.v.plainSize(p)
+	size, err := r.v.plainSize(p, plain)
 	if err != nil {
 		// Estimate so that the file can still be listed and removed;
 		// reading it fails with EIO.
@@ -243,12 +249,11 @@ func (r *root) acquire(p, plain string) (*File, uint64, error) {
 			return nil, 0, err
 		}
 	}
-	fl, err := r.v.OpenFile(f)
+	fl, err := r.v.openFileAs(f, plain)
 	if err != nil {
 		f.Close()
 		return nil, 0, err
 	}
-	fl.path = plain
 	r.open[st.Ino] = &openFile{fl: fl, refs: 1}
 	return fl, st.Ino, nil
 }
@@ -295,7 +300,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 		return nil, errno(err)
 	}
 	ch := n.NewInode(ctx, n.newChild(), n.stableAttr(&st))
-	ch.Operations().(*node).fillAttr(p, &st, &out.Attr)
+	ch.Operations().(*node).fillAttr(p, n.childPlain(name), &st, &out.Attr)
 	return ch, 0
 }
 
@@ -308,7 +313,7 @@ func (n *node) Getattr(ctx context.Context, f fs.FileHandle, out *fuse.AttrOut) 
 	if err := syscall.Lstat(p, &st); err != nil {
 		return errno(err)
 	}
-	n.fillAttr(p, &st, &out.Attr)
+	n.fillAttr(p, n.plainPath(), &st, &out.Attr)
 	return 0
 }
 
@@ -469,7 +474,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 		if e != 0 {
 			return nil, nil, 0, e
 		}
-		ch.Operations().(*node).fillAttr(p, &st, &out.Attr)
+		ch.Operations().(*node).fillAttr(p, n.childPlain(name), &st, &out.Attr)
 		return ch, h, fuseFlags, 0
 	}
 	if err != nil {
@@ -513,7 +518,7 @@ func (n *node) Mknod(ctx context.Context, name string, mode, rdev uint32, out *f
 		}
 	}
 	ch := n.NewInode(ctx, n.newChild(), n.stableAttr(&st))
-	ch.Operations().(*node).fillAttr(p, &st, &out.Attr)
+	ch.Operations().(*node).fillAttr(p, n.childPlain(name), &st, &out.Attr)
 	return ch, 0
 }
 
@@ -685,7 +690,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 		return nil, errno(err)
 	}
 	ch := n.NewInode(ctx, n.newChild(), n.stableAttr(&st))
-	ch.Operations().(*node).fillAttr(p, &st, &out.Attr)
+	ch.Operations().(*node).fillAttr(p, n.childPlain(name), &st, &out.Attr)
 	return ch, 0
 }
 

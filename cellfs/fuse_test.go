@@ -239,6 +239,61 @@ func TestFUSETamperEIO(t *testing.T) {
 	}
 }
 
+// TestFUSEParallelReadTamper checks that a bad block anywhere in a 128 KiB
+// read (which the server decrypts in two halves concurrently) makes the
+// read fail with EIO and is reported with its index.
+func TestFUSEParallelReadTamper(t *testing.T) {
+	const cbs = 12 + innerLen + BlockSize + tagLen // AES-256-GCM
+	data := make([]byte, 40*BlockSize)
+	for i := range data {
+		data[i] = byte(i*13 + i/BlockSize)
+	}
+	for _, bad := range []int64{3, parallelBlocks - 1, parallelBlocks, 31} {
+		t.Run(fmt.Sprint("block ", bad), func(t *testing.T) {
+			m := mountT(t, t.TempDir(), testKey)
+			if err := os.WriteFile(m.p("victim"), data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			m.unmount(t)
+			var victim string
+			filepath.WalkDir(m.cipher, func(p string, d fs.DirEntry, err error) error {
+				if d.Type().IsRegular() && !isInternal(d.Name()) {
+					victim = p
+				}
+				return nil
+			})
+			b, err := os.ReadFile(victim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[headerLen+bad*cbs+500] ^= 0x10
+			if err := os.WriteFile(victim, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+
+			m2 := mountT(t, m.cipher, testKey)
+			f, err := os.Open(m2.p("victim"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.ReadAt(make([]byte, 128<<10), 0); !errors.Is(err, syscall.EIO) {
+				t.Fatalf("want EIO, got %v", err)
+			}
+			m2.tl.mu.Lock()
+			defer m2.tl.mu.Unlock()
+			if len(m2.tl.got) == 0 {
+				t.Fatal("OnTamper not called")
+			}
+			for _, g := range m2.tl.got {
+				if g != bad {
+					t.Fatalf("OnTamper got blocks %v, want only %d", m2.tl.got, bad)
+				}
+			}
+		})
+	}
+}
+
 // childMount serves cipher from a child process (see TestFUSECrash on why
 // mmap users must not be their own FUSE server) and returns the mount
 // point, a func that unmounts and ends the child, and its tamper count.

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
 
 	"github.com/clawhold/clawhold/keys"
 )
@@ -119,22 +121,33 @@ func Mount(ctx context.Context, cipherDir, mountpoint string, o Options) (*Serve
 	// stats thousands of files). Negative entries too (missing config
 	// files are looked up again and again).
 	sec := time.Minute
+	// go-fuse opens /dev/fuse without O_CLOEXEC: every process this one
+	// starts afterwards would inherit the descriptor, and with it the
+	// power to read this volume's plaintext requests and to answer them
+	// (a cell's sandbox would hold the other cells' volumes). Holding
+	// ForkLock keeps any fork out until the descriptor is marked.
+	syscall.ForkLock.RLock()
+	defer syscall.ForkLock.RUnlock()
 	srv, err := fs.Mount(mountpoint, rn, &fs.Options{
 		EntryTimeout:    &sec,
 		AttrTimeout:     &sec,
 		NegativeTimeout: &sec,
 		MountOptions: fuse.MountOptions{
-			AllowOther:  true,
-			DirectMount: true,
-			FsName:      "cellfs",
-			Name:        "cellfs",
-			Options:     []string{"default_permissions"},
-			MaxWrite:    128 << 10,
+			AllowOther:        true,
+			DirectMountStrict: true, // no fallback to fusermount: it would fork under ForkLock
+			FsName:            "cellfs",
+			Name:              "cellfs",
+			Options:           []string{"default_permissions"},
+			MaxWrite:          128 << 10,
 		},
 		RootStableAttr: &fs.StableAttr{Ino: st.Ino, Mode: syscall.S_IFDIR},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cellfs: mount %s on %s: %w", cipherDir, mountpoint, err)
+	}
+	if err := cloexecFUSE(); err != nil {
+		srv.Unmount()
+		return nil, fmt.Errorf("cellfs: mount %s: %w", mountpoint, err)
 	}
 	s := &Server{srv: srv, mountpoint: mountpoint}
 	go func() {
@@ -166,3 +179,25 @@ func (s *Server) Unmount() error {
 
 // Wait blocks until the file system is unmounted.
 func (s *Server) Wait() { s.srv.Wait() }
+
+// cloexecFUSE marks every /dev/fuse descriptor of this process
+// close-on-exec. The caller holds syscall.ForkLock.
+func cloexecFUSE() error {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if target, err := os.Readlink("/proc/self/fd/" + e.Name()); err != nil || target != "/dev/fuse" {
+			continue
+		}
+		if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC); err != nil {
+			return fmt.Errorf("marking /dev/fuse descriptor %d close-on-exec: %w", fd, err)
+		}
+	}
+	return nil
+}

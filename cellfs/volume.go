@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 
@@ -42,6 +43,10 @@ type Volume struct {
 	nameCTR  cipher.Block
 	symlink  cipher.AEAD
 	keyCheck []byte
+
+	// readBufs holds ciphertext buffers for reads (*[]byte), so that a
+	// stream of 128 KiB FUSE reads does not allocate and zero one each.
+	readBufs sync.Pool
 
 	// OnTamper, if set, is called for every authentication failure found
 	// while reading (path is the File's path, block the content block

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"os/signal"
@@ -42,6 +43,12 @@ func initMain() {
 	}
 	if err := unix.CloseRange(fdMounts, uint(fdMounts+n-1), 0); n > 0 && err != nil {
 		fail(fmt.Errorf("init: closing the mount sources: %w", err))
+	}
+	// Anything above is a descriptor the host leaked (a library opened it
+	// without O_CLOEXEC): it must not reach the command. Marked rather
+	// than closed, as the runtime's own descriptors may sit among them.
+	if err := unix.CloseRange(uint(fdMounts+n), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC); err != nil {
+		fail(fmt.Errorf("init: marking inherited descriptors close-on-exec: %w", err))
 	}
 	if err := unix.Sethostname([]byte(spec.Hostname)); err != nil {
 		fail(fmt.Errorf("init: hostname: %w", err))

@@ -50,6 +50,11 @@ func probe(args []string) int {
 	case "read":
 		_, err := os.ReadFile(arg(1))
 		return blocked("read "+arg(1), err)
+	case "read-fd": // a descriptor the host leaked without O_CLOEXEC
+		fd, _ := strconv.Atoi(arg(1))
+		buf := make([]byte, 64)
+		_, err := syscall.Pread(fd, buf, 0)
+		return blocked("read the host's descriptor "+arg(1), err)
 	case "write":
 		err := os.WriteFile(arg(1), []byte("escape"), 0o644)
 		return blocked("write "+arg(1), err)

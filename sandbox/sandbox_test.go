@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -203,6 +204,19 @@ func TestEscapes(t *testing.T) {
 		p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, rwDir)
 	})
 	_, hostPort, _ := net.SplitHostPort(e.hostSvc)
+	// A descriptor some library of the host opened without O_CLOEXEC (as
+	// go-fuse does /dev/fuse): the sandbox must not pass it on.
+	// Numbered high, above the descriptors the sandbox passes on purpose.
+	fd, err := syscall.Open(secret, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const leaked = 250
+	if err := syscall.Dup2(fd, leaked); err != nil { // dup2 clears O_CLOEXEC
+		t.Fatal(err)
+	}
+	syscall.Close(fd)
+	defer syscall.Close(leaked)
 
 	cases := []struct {
 		name string
@@ -211,6 +225,7 @@ func TestEscapes(t *testing.T) {
 		{"read /etc/shadow", []string{"read", "/etc/shadow"}},
 		{"read a host home file", []string{"read", secret}},
 		{"read root's ssh keys", []string{"read", "/root/.ssh/authorized_keys"}},
+		{"read a descriptor the host leaked", []string{"read-fd", strconv.Itoa(leaked)}},
 		{"read the docker socket", []string{"read", "/var/run/docker.sock"}},
 		{"write /etc", []string{"write", "/etc/passwd"}},
 		{"write /usr", []string{"write", "/usr/bin/evil"}},
