@@ -716,9 +716,11 @@ func TestBackupSnapshotIdleWAL(t *testing.T) {
 		}
 	}
 	dst := filepath.Join(dir, "snap.db")
-	if err := snapshotSQLite(context.Background(), src, dst); err != nil {
+	f, err := snapshotSQLite(context.Background(), src, dst)
+	if err != nil {
 		t.Fatal(err)
 	}
+	f.Close()
 	var v string
 	if err := sqliteOpen(t, dst, url.Values{"mode": {"ro"}}).QueryRow(`SELECT v FROM t`).Scan(&v); err != nil || v != "x" {
 		t.Fatalf("snapshot = %q, %v", v, err)

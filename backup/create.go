@@ -132,7 +132,12 @@ func Create(ctx context.Context, in *instance.Instance, tenant string, o Options
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{ctx: ctx, id: id, dir: staging, aead: a, o: o}
+	root, err := os.OpenRoot(staging)
+	if err != nil {
+		return nil, fmt.Errorf("backup %s: %w", id, err)
+	}
+	defer root.Close()
+	w := &writer{ctx: ctx, id: id, root: root, scratch: filepath.Join(staging, ".scratch"), aead: a, o: o}
 
 	// The store database: an online snapshot, consistent under writers.
 	dbPath := filepath.Join(in.DataDir, "tenants", tenant+".db")
@@ -160,15 +165,7 @@ func Create(ctx context.Context, in *instance.Instance, tenant string, o Options
 	}
 
 	layout := cell.NewLayout(in.DataDir, tenant)
-	home, raw, release, err := homeSource(ctx, in, tenant, layout)
-	if err != nil {
-		return nil, fmt.Errorf("backup %s: %w", id, err)
-	}
-	defer release()
-	w.raw = raw
-	err = w.addTree(home, "home")
-	w.raw = false
-	if err != nil {
+	if err := w.addHome(ctx, in, tenant, layout); err != nil {
 		return nil, err
 	}
 	if err := w.addTree(layout.Workspace, "workspace"); err != nil {
@@ -244,8 +241,17 @@ func ensureDir(dir string) error {
 
 // writer adds entries to a staging directory.
 type writer struct {
-	ctx       context.Context
-	id, dir   string
+	ctx context.Context
+	id  string
+	// root is the staging directory. Blobs are created relative to it, by
+	// descriptor, so that a walk inside a running cell's mount namespace
+	// (where the staging directory's path does not resolve) still writes
+	// them there.
+	root *os.Root
+	// scratch is the directory addSQLite snapshots into before sealing:
+	// the staging directory's, or one inside an encrypted cell's home
+	// while that is walked from the cell's mount namespace.
+	scratch   string
 	aead      cipher.AEAD
 	o         Options
 	entries   []Entry
@@ -263,7 +269,7 @@ func (w *writer) addReader(e Entry, r io.Reader) error {
 	}
 	w.blobs++
 	e.Blob = fmt.Sprintf("%s/%06d", blobsDir, w.blobs)
-	f, err := os.OpenFile(filepath.Join(w.dir, filepath.FromSlash(e.Blob)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := w.root.OpenFile(e.Blob, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("backup %s: %w", w.id, err)
 	}
@@ -292,14 +298,11 @@ func (w *writer) addReader(e Entry, r io.Reader) error {
 // state (WAL content included) however busy the writers are, which a byte
 // copy of a live database and its -wal is not.
 func (w *writer) addSQLite(name, src string, fi fs.FileInfo) error {
-	tmp := filepath.Join(w.dir, ".scratch", fmt.Sprintf("%06d.db", w.blobs+1))
+	tmp := filepath.Join(w.scratch, fmt.Sprintf("%06d.db", w.blobs+1))
 	defer os.Remove(tmp)
-	if err := snapshotSQLite(w.ctx, src, tmp); err != nil {
-		return fmt.Errorf("backup %s: snapshot of %s: %w", w.id, name, err)
-	}
-	f, err := os.Open(tmp)
+	f, err := snapshotSQLite(w.ctx, src, tmp)
 	if err != nil {
-		return fmt.Errorf("backup %s: %w", w.id, err)
+		return fmt.Errorf("backup %s: snapshot of %s: %w", w.id, name, err)
 	}
 	defer f.Close()
 	return w.addReader(Entry{Path: name, Kind: KindSQLite, Mode: uint32(fi.Mode().Perm()), ModTime: fi.ModTime()}, f)
@@ -311,24 +314,56 @@ func sqliteDSN(path string, q url.Values) string {
 	return u.String()
 }
 
-func snapshotSQLite(ctx context.Context, src, dst string) error {
-	// VACUUM INTO wants a new or empty file; create it private first.
-	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+// snapshotSQLite writes a snapshot of src into the new file dst and
+// returns dst open at its start. Every path is opened by the calling
+// goroutine (one connection, taken and used here; no temporary files, no
+// helper threads), which addLiveHome relies on.
+func snapshotSQLite(ctx context.Context, src, dst string) (*os.File, error) {
+	// VACUUM INTO wants a new or empty file; create it private first. The
+	// snapshot is read back through this descriptor: were the name
+	// replaced meanwhile (it may lie in a directory the cell can write),
+	// what is sealed is still only what SQLite wrote into this file.
+	f, err := os.OpenFile(dst, os.O_RDONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	f.Close()
+	if err := vacuumInto(ctx, src, dst); err != nil {
+		f.Close()
+		return nil, err
+	}
+	head := make([]byte, len(sqliteMagic))
+	if _, err := f.ReadAt(head, 0); err != nil || !bytes.Equal(head, sqliteMagic) {
+		f.Close()
+		return nil, fmt.Errorf("the snapshot did not arrive in %s", dst)
+	}
+	return f, nil
+}
+
+func vacuumInto(ctx context.Context, src, dst string) error {
 	db, err := sql.Open("sqlite", sqliteDSN(src, url.Values{
 		"mode":          {"ro"},
 		"_busy_timeout": {"10000"},
 		"cache":         {"private"},
+		// No temporary files (which would go to the /tmp of whichever
+		// mount namespace this runs in) and no sorter threads.
+		"_pragma": {"temp_store(memory)", "threads(0)"},
 	}))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+	// database/sql opens a connection in the goroutine that asks for it
+	// when none is idle: this one.
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, `VACUUM INTO ?`, dst); err != nil {
+		conn.Close()
+		return err
+	}
+	if err := conn.Close(); err != nil {
 		return err
 	}
 	return db.Close()
@@ -376,6 +411,8 @@ func (w *writer) addTree(root, prefix string) error {
 		}
 		e := Entry{Path: name, Mode: uint32(info.Mode().Perm()), ModTime: info.ModTime()}
 		switch {
+		case info.IsDir() && prefix == "home" && rel != "." && filepath.Dir(rel) == "." && isScratch(info):
+			return fs.SkipDir
 		case info.IsDir():
 			e.Kind = KindDir
 			w.entries = append(w.entries, e)

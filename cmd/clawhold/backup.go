@@ -72,16 +72,9 @@ func (a *app) backupCmd() *cobra.Command {
 			var rows []row
 			var errs []error
 			for _, t := range tenants {
+				// A running cell, its state encrypted or not, is backed
+				// up online: nothing is stopped.
 				m, err := backup.Create(ctx, in, t, options(in))
-				if errors.Is(err, backup.ErrCellRunning) {
-					// A brief stop through clawhold up; the cell starts
-					// again on its next request.
-					ctl := cell.NewControl(up.ControlSocket(in.DataDir))
-					if err = ctl.Act(ctx, t, "stop"); err == nil {
-						fmt.Fprintf(a.stderr, "clawhold backup: stopped the cell of %s (encrypted state) for the backup; it starts again on its next request\n", t)
-						m, err = backup.Create(ctx, in, t, options(in))
-					}
-				}
 				if err != nil {
 					errs = append(errs, fmt.Errorf("tenant %s: %w", t, err))
 					continue
