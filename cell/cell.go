@@ -238,10 +238,12 @@ func (c *Cell) runOnce(ctx context.Context) (int, error) {
 	}
 	p.Filesystem.ReadOnly = append(p.Filesystem.ReadOnly,
 		c.m.o.Exe, c.layout.ConfigDir, c.layout.BinDir, c.layout.RunDir, c.layout.PluginDir)
+	p.Filesystem.ReadWrite = append(p.Filesystem.ReadWrite, c.layout.CacheDir)
 	env := append(c.m.o.OpenClaw.Env(c.layout.Home),
 		"OPENCLAW_CONFIG_PATH="+c.layout.ConfigFile(),
 		"OPENCLAW_STATE_DIR="+c.layout.StateDir(),
-		"TMPDIR="+filepath.Join(c.layout.Home, "tmp"))
+		"TMPDIR="+filepath.Join(c.layout.Home, "tmp"),
+		"NODE_COMPILE_CACHE="+c.layout.CacheDir)
 	c.m.record(c.tenant, events.Event{Type: EventStart, Subject: c.tenant, Detail: map[string]any{"uid": c.ids.UID}})
 	exited := make(chan struct{})
 	var code int

@@ -613,6 +613,7 @@ func TestLayoutPrepare(t *testing.T) {
 			{filepath.Join(l.Home, "tmp"), 0o700, ids.UID},
 			{l.StateDir(), 0o700, ids.UID},
 			{l.Workspace, 0o700, ids.UID},
+			{l.CacheDir, 0o700, ids.UID},
 			{l.ConfigDir, 0o755, 0},
 			{l.BinDir, 0o755, 0},
 			{l.RunDir, 0o755, 0},

@@ -18,6 +18,11 @@ import (
 //	               view, which only the cell's mount namespace keeps)
 //	home.enc/      the encrypted state on disk (cellfs) owned by the cell's uid
 //	workspace/     the agent's workspace               rw in the cell, owned by the cell's uid
+//	cache/         Node's compile cache                rw in the cell, owned by the cell's uid
+//	               (V8 code compiled from OpenClaw's public code only, so it
+//	               stays off the encrypted volume: a cold start writes ~6,000
+//	               files there; per cell, as a shared cache would let one
+//	               cell plant code that another runs)
 //	config/        openclaw.json (generated, 0600)     read-only in the cell
 //	bin/           secrets-provider (0500)             read-only in the cell
 //	run/           cell.sock, egress.sock              read-only in the cell (sockets still connect)
@@ -27,7 +32,7 @@ import (
 // The cell cannot write its own config, provider or plugin: a compromised
 // agent must not be able to drop the tool-call plugin or widen its auth.
 type Layout struct {
-	Dir, Home, CipherHome, Workspace, ConfigDir, BinDir, RunDir, PluginDir string
+	Dir, Home, CipherHome, Workspace, CacheDir, ConfigDir, BinDir, RunDir, PluginDir string
 }
 
 // NewLayout returns tenant's layout under dataDir.
@@ -38,6 +43,7 @@ func NewLayout(dataDir, tenant string) Layout {
 		Home:       filepath.Join(d, "home"),
 		CipherHome: filepath.Join(d, "home.enc"),
 		Workspace:  filepath.Join(d, "workspace"),
+		CacheDir:   filepath.Join(d, "cache"),
 		ConfigDir:  filepath.Join(d, "config"),
 		BinDir:     filepath.Join(d, "bin"),
 		RunDir:     filepath.Join(d, "run"),
@@ -92,6 +98,7 @@ func (l Layout) Prepare(ids IDs) error {
 		{filepath.Join(l.Home, "tmp"), 0o700, true},
 		{l.StateDir(), 0o700, true},
 		{l.Workspace, 0o700, true},
+		{l.CacheDir, 0o700, true},
 		{l.ConfigDir, 0o755, false},
 		{l.BinDir, 0o755, false},
 		{l.RunDir, 0o755, false},
