@@ -20,6 +20,7 @@ type Config struct {
 	Cells     Cells             `yaml:"cells"`
 	Tenants   map[string]Tenant `yaml:"tenants"`
 	Backup    Backup            `yaml:"backup"`
+	Audit     Audit             `yaml:"audit"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

@@ -52,6 +52,7 @@ func Default() *Config {
 		Frontdoor: defaultFrontdoor(),
 		Cells:     defaultCells(),
 		Backup:    defaultBackup(),
+		Audit:     defaultAudit(),
 	}
 }
 

@@ -81,7 +81,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "nothing close, top level",
 			yaml: "frontend: :8080\n",
-			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: backup, cells, data_dir, egress, frontdoor, keys, log, root_key, store, tenants)`},
+			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: audit, backup, cells, data_dir, egress, frontdoor, keys, log, root_key, store, tenants)`},
 		},
 		{
 			name: "dotted key spelled right",
@@ -547,6 +547,7 @@ func TestDefaults(t *testing.T) {
 		},
 		Cells:  Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute), EncryptedState: true},
 		Backup: Backup{Retention: BackupRetention{Keep: 7}},
+		Audit:  Audit{Interval: Duration(time.Hour)},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

@@ -102,6 +102,7 @@ func (c *Config) validate(lines map[string]int) error {
 	v.frontdoor(c.Frontdoor)
 	v.cells(c.Cells, c.Tenants, c.Egress.Policies)
 	v.backup(c.Backup)
+	v.audit(c.Audit)
 
 	return v.err()
 }

@@ -503,3 +503,12 @@ func jsonNumber(s string) (json.Number, error) {
 	}
 	return json.Number(n), nil
 }
+
+// OpenClawCredentialPaths returns the openclaw.json credential fields that
+// accept a SecretRef (supported) and those that do not (unsupported), as
+// dotted patterns: "*" matches any object key, "[]" any array index. The
+// audit reports plaintext at both; only the supported ones can be moved
+// into a secret store.
+func OpenClawCredentialPaths() (supported, unsupported []string) {
+	return openClawCredentialPaths(), openClawUnsupportedPaths()
+}

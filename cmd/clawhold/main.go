@@ -11,7 +11,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	gitleakslog "github.com/zricethezav/gitleaks/v8/logging"
 
 	"github.com/clawhold/clawhold/instance"
 	"github.com/clawhold/clawhold/sandbox"
@@ -21,6 +23,9 @@ func main() {
 	// Everything clawhold creates is private: database files, WAL files,
 	// backups, keys. Set before any file is created.
 	syscall.Umask(0o077)
+	// gitleaks (the audit's secret scanner) logs to stderr by itself,
+	// git's errors included; the audit reports what it needs to.
+	gitleakslog.Logger = zerolog.Nop()
 	if err := harden(); err != nil {
 		fmt.Fprintln(os.Stderr, "clawhold:", err)
 		os.Exit(1)
@@ -66,7 +71,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVar(&a.json, "json", false, "print machine-readable JSON")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what clawhold does to stderr")
 	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd(),
-		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd(), a.openclawCmd(), a.upCmd(), a.tenantsCmd(), a.cellsCmd(), a.backupCmd())
+		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd(), a.openclawCmd(), a.upCmd(), a.tenantsCmd(), a.cellsCmd(), a.backupCmd(), a.auditCmd())
 	return root
 }
 
