@@ -254,11 +254,15 @@ func mountState(ctx context.Context, in *instance.Instance, tenant string, l cel
 	if err != nil {
 		return "", nil, err
 	}
-	key, err := cell.VolumeKey(ctx, db, kr, tenant, cell.StateVolume)
+	gens, err := cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
 	if err != nil {
 		return "", nil, err
 	}
-	defer clear(key)
+	defer func() {
+		for _, k := range gens {
+			clear(k)
+		}
+	}()
 	if err := os.MkdirAll(l.CipherHome, 0o700); err != nil {
 		return "", nil, err
 	}
@@ -271,7 +275,7 @@ func mountState(ctx context.Context, in *instance.Instance, tenant string, l cel
 		return "", nil, err
 	}
 	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	srv, err := cellfs.Mount(mctx, l.CipherHome, mnt, cellfs.Options{Key: key, Logger: in.Logger})
+	srv, err := cellfs.Mount(mctx, l.CipherHome, mnt, cellfs.Options{Keys: gens, Logger: in.Logger})
 	if err != nil {
 		cancel()
 		os.Remove(mnt)

@@ -296,10 +296,11 @@ func TestBackupRunningEncryptedCell(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := cell.VolumeKey(ctx, db, kr, tenant, cell.StateVolume)
-	if err != nil {
-		t.Fatal(err)
+	gens, err := cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
+	if err != nil || len(gens) != 1 {
+		t.Fatalf("a new volume's keys: %d generations, %v", len(gens), err)
 	}
+	key := gens[0]
 	if err := os.MkdirAll(l.Home, 0o700); err != nil {
 		t.Fatal(err)
 	}

@@ -205,7 +205,7 @@ func (c *Cell) supervise(ctx context.Context) {
 func (c *Cell) runOnce(ctx context.Context) (int, error) {
 	c.setState(StateStarting, "")
 	var hostView func() // unmounts the host's view of the decrypted state
-	if c.m.o.VolumeKey != nil {
+	if c.m.o.VolumeKeys != nil {
 		unmount, err := c.mountState(ctx)
 		if err != nil {
 			return -1, err
@@ -519,13 +519,13 @@ func (c *Cell) mountState(ctx context.Context) (func(), error) {
 	}
 	// A mount left by a crashed clawhold would hide the mount point.
 	unix.Unmount(c.layout.Home, unix.MNT_DETACH)
-	key, err := c.m.o.VolumeKey(ctx, c.tenant)
+	gens, err := c.m.o.VolumeKeys(ctx, c.tenant)
 	if err != nil {
 		return nil, err
 	}
-	defer clear(key)
+	defer clearAll(gens)
 	srv, err := cellfs.Mount(ctx, c.layout.CipherHome, c.layout.Home, cellfs.Options{
-		Key:    key,
+		Keys:   gens,
 		Logger: c.m.log.With("tenant", c.tenant),
 		OnTamper: func(path string, block int64, err error) {
 			c.m.log.Warn("cell: tampered state", "tenant", c.tenant, "path", path, "block", block, "err", err)

@@ -57,10 +57,10 @@ type Options struct {
 	Overlays func(tenant string) ([]map[string]any, error)
 	// Secrets resolves secret names in a tenant's store.
 	Secrets func(ctx context.Context, tenant string, names []string) (map[string][]byte, error)
-	// VolumeKey, when set, encrypts each cell's state dir (cellfs): it
-	// returns the 32-byte key of the tenant's state volume. Nil keeps the
-	// state in plaintext.
-	VolumeKey func(ctx context.Context, tenant string) ([]byte, error)
+	// VolumeKeys, when set, encrypts each cell's state dir (cellfs): it
+	// returns the key generations of the tenant's state volume, oldest
+	// first (cell.VolumeKeys). Nil keeps the state in plaintext.
+	VolumeKeys func(ctx context.Context, tenant string) ([][]byte, error)
 	// Decide answers a before_tool_call.
 	Decide func(c cellapi.ToolCall) cellapi.Decision
 	// Record stores an event in a tenant's database.

@@ -10,10 +10,12 @@ import (
 	"github.com/clawhold/clawhold/store/storetest"
 )
 
-// TestVolumeKey: a volume key is created once, sealed by the tenant's
-// keyring, survives a rotation and rewrap unchanged (the volume's contents
-// need no rewrite) and is tied to its tenant and volume.
-func TestVolumeKey(t *testing.T) {
+// TestVolumeKeys: a volume's first key is created once, sealed by the
+// tenant's keyring; a key rotation adds a generation (new files are sealed
+// under it) and keeps the old one unchanged (no file is rewritten); a
+// rewrap re-seals every generation without adding one; keys are tied to
+// their tenant and volume.
+func TestVolumeKeys(t *testing.T) {
 	storetest.ForEach(t, "cellvol", func(t *testing.T, b storetest.Backend) {
 		ctx := t.Context()
 		db, err := b.Open(t).Tenant(ctx, "acme")
@@ -24,45 +26,70 @@ func TestVolumeKey(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		k1, err := VolumeKey(ctx, db, kr, "acme", StateVolume)
-		if err != nil {
-			t.Fatal(err)
+		gens := func() [][]byte {
+			t.Helper()
+			g, err := VolumeKeys(ctx, db, kr, "acme", StateVolume)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return g
 		}
-		k2, _ := VolumeKey(ctx, db, kr, "acme", StateVolume)
-		other, _ := VolumeKey(ctx, db, kr, "acme", "workspace")
-		if len(k1) != 32 || !bytes.Equal(k1, k2) || bytes.Equal(k1, other) {
-			t.Fatalf("volume keys: same volume must give the same 32 bytes, another volume another key")
+		first := gens()
+		again := gens()
+		other, _ := VolumeKeys(ctx, db, kr, "acme", "workspace")
+		if len(first) != 1 || len(first[0]) != 32 || len(again) != 1 || !bytes.Equal(first[0], again[0]) || bytes.Equal(first[0], other[0]) {
+			t.Fatalf("volume keys: the same volume must give the same one 32-byte key, another volume another key")
 		}
-		var v1 int64
-		db.View(ctx, func(tx *store.Tx) error {
-			return tx.QueryRow(ctx, `SELECT key_version FROM cell_volume_keys WHERE volume = ?`, StateVolume).Scan(&v1)
-		})
+		versions := func() map[string]int64 {
+			out := map[string]int64{}
+			db.View(ctx, func(tx *store.Tx) error {
+				rs, err := tx.Query(ctx, `SELECT volume, key_version FROM cell_volume_keys`)
+				if err != nil {
+					return err
+				}
+				defer rs.Close()
+				for rs.Next() {
+					var n string
+					var v int64
+					rs.Scan(&n, &v)
+					out[n] = v
+				}
+				return rs.Err()
+			})
+			return out
+		}
+		before := versions()
+
 		if _, err := kr.Rotate(ctx); err != nil {
 			t.Fatal(err)
+		}
+		rotated := gens()
+		if len(rotated) != 2 || !bytes.Equal(rotated[0], first[0]) || bytes.Equal(rotated[1], first[0]) {
+			t.Fatalf("after a rotation: %d generations, the first unchanged: %v; want 2, a new key last", len(rotated), len(rotated) > 0 && bytes.Equal(rotated[0], first[0]))
 		}
 		res, err := kr.Rewrap(ctx)
 		if err != nil || res.Failed > 0 {
 			t.Fatalf("rewrap: %+v %v", res, err)
 		}
-		var v2 int64
-		db.View(ctx, func(tx *store.Tx) error {
-			return tx.QueryRow(ctx, `SELECT key_version FROM cell_volume_keys WHERE volume = ?`, StateVolume).Scan(&v2)
-		})
-		k3, err := VolumeKey(ctx, db, kr, "acme", StateVolume)
-		if err != nil {
-			t.Fatal(err)
+		after := versions()
+		if after[StateVolume] <= before[StateVolume] {
+			t.Errorf("rewrap left generation 0 sealed under version %d", after[StateVolume])
 		}
-		if v2 <= v1 || !bytes.Equal(k1, k3) {
-			t.Fatalf("after rotation and rewrap: version %d → %d, key unchanged %v; want a newer version and the same key", v1, v2, bytes.Equal(k1, k3))
+		rewrapped := gens()
+		if len(rewrapped) != 2 || !bytes.Equal(rewrapped[0], first[0]) || !bytes.Equal(rewrapped[1], rotated[1]) {
+			t.Fatalf("after rewrap: %d generations; want the same 2 keys", len(rewrapped))
 		}
-		// The sealed key is bound to its tenant: opened as another
-		// tenant's, it fails.
+		// The sealed key is bound to its volume: opened as another
+		// volume's, it fails.
 		var sealed []byte
 		db.View(ctx, func(tx *store.Tx) error {
 			return tx.QueryRow(ctx, `SELECT ciphertext FROM cell_volume_keys WHERE volume = ?`, StateVolume).Scan(&sealed)
 		})
 		if _, err := kr.Open(ctx, keys.Context{Tenant: "acme", Kind: volumeKeyKind, ID: "workspace"}, sealed); err == nil {
 			t.Fatal("a volume key opened under another volume's context")
+		}
+		if _, err := kr.Open(ctx, keys.Context{Tenant: "acme", Kind: volumeKeyKind, ID: StateVolume + "#1"}, sealed); err == nil {
+			t.Fatal("generation 0 opened as generation 1")
 		}
 	})
 }

@@ -100,6 +100,7 @@ func (v *Volume) CreateFile(f *os.File) (*File, error) {
 	fl := &File{v: v, f: f, path: f.Name()}
 	binary.BigEndian.PutUint16(fl.hdr[0:2], formatVersion)
 	fl.hdr[2] = byte(v.alg)
+	fl.hdr[3] = byte(len(v.contents) - 1) // the newest key generation
 	rand.Read(fl.hdr[4:headerLen])
 	if err := fl.initCipher(); err != nil {
 		return nil, err
@@ -113,11 +114,11 @@ func (v *Volume) CreateFile(f *os.File) (*File, error) {
 }
 
 func (fl *File) initCipher() error {
-	if v := binary.BigEndian.Uint16(fl.hdr[0:2]); v != formatVersion || fl.hdr[3] != 0 {
+	if v := binary.BigEndian.Uint16(fl.hdr[0:2]); v != formatVersion {
 		return fmt.Errorf("%w: %s: unknown header version %d", ErrTampered, fl.path, v)
 	}
 	alg := keys.Algorithm(fl.hdr[2])
-	a, err := fl.v.fileAEAD(alg, fl.hdr[4:headerLen])
+	a, err := fl.v.fileAEAD(alg, int(fl.hdr[3]), fl.hdr[4:headerLen])
 	if err != nil {
 		return fmt.Errorf("cellfs: %s: %w", fl.path, err)
 	}

@@ -33,7 +33,7 @@ func (l *tamperLog) count() int {
 func testVolume(t testing.TB, alg keys.Algorithm) (*Volume, *tamperLog) {
 	t.Helper()
 	key := bytes.Repeat([]byte{7}, KeySize)
-	v, err := newVolume(key, alg)
+	v, err := newVolume([][]byte{key}, alg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,10 +18,13 @@
 //     inode), and a small file takes 4 KiB + 48 bytes on disk.
 //   - Holes: growing writes encrypted zero blocks instead of holes, since
 //     gocryptfs's all-zero holes are unauthenticated. Files are not sparse.
-//   - Keys: a per-file key HKDF(master, salt=fileID) instead of one content
-//     key, so the 2^32 random-nonce budget of AES-GCM is per file. AES-256-
-//     GCM with AES hardware, XChaCha20-Poly1305 otherwise, named per file in
-//     the header.
+//   - Keys: a per-file key HKDF(generation key, salt=fileID) instead of one
+//     content key, so the 2^32 random-nonce budget of AES-GCM is per file.
+//     The volume key has generations (Options.Keys): new files use the
+//     newest, the header names a file's generation, so a key rotation
+//     reaches new files without rewriting old ones; gocryptfs has one
+//     master key for the life of the volume. AES-256-GCM with AES
+//     hardware, XChaCha20-Poly1305 otherwise, named per file in the header.
 //   - Names: HMAC-SHA256 SIV + AES-256-CTR (see names.go) instead of EME;
 //     no vetted EME/SIV library is in the module graph.
 //   - Creation is atomic: files get their header in an O_TMPFILE before

@@ -22,7 +22,12 @@ import (
 
 // Options configure a mount.
 type Options struct {
-	Key []byte // 32-byte volume master key
+	Key []byte // 32-byte volume master key (a volume of one key generation)
+	// Keys are the volume's key generations, oldest first, each 32 bytes
+	// (instead of Key): the first names files and directories and seals
+	// the contents of files created under it; new files are sealed under
+	// the last. A file keeps the generation it was created under.
+	Keys [][]byte
 	// OnTamper is called for every authentication failure (the reader gets
 	// EIO). path is the plaintext path inside the mount; block is the
 	// content block index, or -1 for headers, names and symlink targets.
@@ -88,7 +93,11 @@ func initVolume(v *Volume, cipherDir string) error {
 // default_permissions so the kernel checks modes against the ownership
 // passed through from the ciphertext files. Cancelling ctx unmounts.
 func Mount(ctx context.Context, cipherDir, mountpoint string, o Options) (*Server, error) {
-	v, err := newVolume(o.Key, o.Algorithm)
+	gens := o.Keys
+	if len(gens) == 0 {
+		gens = [][]byte{o.Key}
+	}
+	v, err := newVolume(gens, o.Algorithm)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package cellfs
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -84,5 +85,61 @@ func TestBlock(t *testing.T) {
 		if (err == nil) != want {
 			t.Errorf("block %d: %v", i, err)
 		}
+	}
+}
+
+// TestKeyGenerations: after a key generation is added, new files are
+// sealed under it and old ones keep theirs; both read back; without the
+// new generation the new file fails (EIO), its header naming a
+// generation the volume lacks; names stay under the first.
+func TestKeyGenerations(t *testing.T) {
+	k0, k1 := bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)
+	cipherDir := t.TempDir()
+	mount := func(gens ...[]byte) (*Server, string, *tamperLog) {
+		t.Helper()
+		requireRoot(t)
+		var tl tamperLog
+		mnt := t.TempDir()
+		srv, err := Mount(context.Background(), cipherDir, mnt, Options{Keys: gens, OnTamper: tl.fn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv, mnt, &tl
+	}
+	srv, mnt, _ := mount(k0)
+	os.WriteFile(filepath.Join(mnt, "old"), []byte("written under generation 0"), 0o600)
+	srv.Unmount()
+
+	srv, mnt, _ = mount(k0, k1)
+	os.WriteFile(filepath.Join(mnt, "new"), []byte("written under generation 1"), 0o600)
+	for name, want := range map[string]string{"old": "written under generation 0", "new": "written under generation 1"} {
+		if b, err := os.ReadFile(filepath.Join(mnt, name)); err != nil || string(b) != want {
+			t.Errorf("%s with both generations: %q, %v", name, b, err)
+		}
+	}
+	srv.Unmount()
+
+	v, _ := NewVolume(k0)
+	for name, gen := range map[string]byte{"old": 0, "new": 1} {
+		cp, err := v.CipherPath(cipherDir, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(cp)
+		if b[3] != gen {
+			t.Errorf("%s's header names generation %d, want %d", name, b[3], gen)
+		}
+	}
+
+	srv, mnt, tl := mount(k0)
+	defer srv.Unmount()
+	if b, err := os.ReadFile(filepath.Join(mnt, "old")); err != nil || string(b) != "written under generation 0" {
+		t.Errorf("old with generation 0 only: %q, %v", b, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mnt, "new")); !errors.Is(err, syscall.EIO) {
+		t.Errorf("new without its generation: %v, want EIO", err)
+	}
+	if tl.count() == 0 {
+		t.Error("no tamper report for a file of an unknown generation")
 	}
 }

@@ -37,7 +37,13 @@ const (
 // Volume holds the keys derived from one volume master key. It is safe for
 // concurrent use.
 type Volume struct {
-	master   []byte
+	master []byte
+	// contents are the content master keys by generation: contents[0] is
+	// master; each later one was added when the tenant's keyring moved to
+	// a newer version. New files use the last; a file's header names its
+	// generation. Names, directory IVs and symlinks stay under master:
+	// rotating them would mean renaming every entry.
+	contents [][]byte
 	alg      keys.Algorithm
 	nameMAC  []byte
 	nameCTR  cipher.Block
@@ -58,13 +64,28 @@ type Volume struct {
 // use keys.DefaultAlgorithm(); existing files use whatever their header
 // names, so a volume may mix both.
 func NewVolume(key []byte) (*Volume, error) {
-	return newVolume(key, 0)
+	return newVolume([][]byte{key}, 0)
 }
 
-func newVolume(key []byte, alg keys.Algorithm) (*Volume, error) {
-	if len(key) != KeySize {
-		return nil, fmt.Errorf("cellfs: master key must be %d bytes, got %d", KeySize, len(key))
+// NewVolumeGenerations is NewVolume for a volume whose key has several
+// generations, oldest first (see Options.Keys).
+func NewVolumeGenerations(keys [][]byte) (*Volume, error) {
+	return newVolume(keys, 0)
+}
+
+// maxGenerations is how many key generations a header can name (one byte).
+const maxGenerations = 256
+
+func newVolume(gens [][]byte, alg keys.Algorithm) (*Volume, error) {
+	if len(gens) == 0 || len(gens) > maxGenerations {
+		return nil, fmt.Errorf("cellfs: %d key generations: want 1 to %d", len(gens), maxGenerations)
 	}
+	for i, k := range gens {
+		if len(k) != KeySize {
+			return nil, fmt.Errorf("cellfs: key generation %d must be %d bytes, got %d", i, KeySize, len(k))
+		}
+	}
+	key := gens[0]
 	if alg == 0 {
 		alg = keys.DefaultAlgorithm()
 	}
@@ -72,6 +93,9 @@ func newVolume(key []byte, alg keys.Algorithm) (*Volume, error) {
 		return nil, fmt.Errorf("cellfs: unsupported algorithm %s", alg)
 	}
 	v := &Volume{master: append([]byte(nil), key...), alg: alg}
+	for _, k := range gens {
+		v.contents = append(v.contents, append([]byte(nil), k...))
+	}
 	var err error
 	if v.nameMAC, err = v.derive(infoNameMAC, nil); err != nil {
 		return nil, err
@@ -100,7 +124,11 @@ func newVolume(key []byte, alg keys.Algorithm) (*Volume, error) {
 
 // derive is HKDF-SHA256(master, salt, info) -> 32 bytes.
 func (v *Volume) derive(info string, salt []byte) ([]byte, error) {
-	k, err := hkdf.Key(sha256.New, v.master, salt, info, KeySize)
+	return deriveFrom(v.master, info, salt)
+}
+
+func deriveFrom(master []byte, info string, salt []byte) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, master, salt, info, KeySize)
 	if err != nil {
 		return nil, fmt.Errorf("cellfs: hkdf %s: %w", info, err)
 	}
@@ -114,8 +142,13 @@ func (v *Volume) derive(info string, salt []byte) ([]byte, error) {
 // per key (NIST SP 800-38D); a long-lived SQLite database rewrites the
 // same blocks constantly, and per-file keys make that budget per file.
 // The derivation costs two HMAC-SHA256 and one key schedule per open.
-func (v *Volume) fileAEAD(alg keys.Algorithm, fileID []byte) (cipher.AEAD, error) {
-	k, err := v.derive(infoFile, fileID)
+//
+// gen is the key generation the file's header names.
+func (v *Volume) fileAEAD(alg keys.Algorithm, gen int, fileID []byte) (cipher.AEAD, error) {
+	if gen >= len(v.contents) {
+		return nil, fmt.Errorf("%w: file sealed under key generation %d, this volume has %d", ErrTampered, gen, len(v.contents))
+	}
+	k, err := deriveFrom(v.contents[gen], infoFile, fileID)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/clawhold/clawhold/audit"
 	"github.com/clawhold/clawhold/backup"
 	"github.com/clawhold/clawhold/cell"
 	"github.com/clawhold/clawhold/cell/cellapi"
@@ -156,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 			}
 			return s.Lookup("cell:"+tenant)(ctx, names)
 		},
-		VolumeKey:    volumeKey(in),
+		VolumeKeys:   volumeKeys(in),
 		Decide:       func(c cellapi.ToolCall) cellapi.Decision { return decide(rules, c) },
 		Record:       rec.add,
 		StartTimeout: time.Duration(cfg.Cells.StartTimeout),
@@ -188,6 +189,16 @@ func Run(ctx context.Context, o Options) error {
 			log.Warn("up: backup schedule stopped", "err", err)
 		}
 	}()
+
+	// The continuous audit (audit.interval): a new critical finding is an
+	// event in the tenant's log (the system's for the data dir).
+	if cfg.Audit.Interval > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watchPosture(runCtx, in, mgr, rec, time.Duration(cfg.Audit.Interval), log)
+		}()
+	}
 
 	ctl, err := listenControl(in.DataDir)
 	if err != nil {
@@ -233,13 +244,13 @@ func Run(ctx context.Context, o Options) error {
 	return first
 }
 
-// volumeKey returns the cells' state volume keys when cells.encrypted_state
-// is on, else nil (plaintext state).
-func volumeKey(in *instance.Instance) func(context.Context, string) ([]byte, error) {
+// volumeKeys returns the cells' state volume keys when
+// cells.encrypted_state is on, else nil (plaintext state).
+func volumeKeys(in *instance.Instance) func(context.Context, string) ([][]byte, error) {
 	if !in.Config.Cells.EncryptedState {
 		return nil
 	}
-	return func(ctx context.Context, tenant string) ([]byte, error) {
+	return func(ctx context.Context, tenant string) ([][]byte, error) {
 		db, err := in.DB(ctx, tenant)
 		if err != nil {
 			return nil, err
@@ -248,7 +259,7 @@ func volumeKey(in *instance.Instance) func(context.Context, string) ([]byte, err
 		if err != nil {
 			return nil, err
 		}
-		return cell.VolumeKey(ctx, db, kr, tenant, cell.StateVolume)
+		return cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
 	}
 }
 
@@ -392,5 +403,49 @@ func (r *recorders) close() {
 		if err := rec.Close(); err != nil {
 			r.log.Warn("up: flushing events", "tenant", t, "err", err)
 		}
+	}
+}
+
+// Event types of the continuous audit.
+const (
+	EventAuditCritical = "audit.critical"
+	EventAuditResolved = "audit.resolved"
+)
+
+// watchPosture runs audit.Watch over the data dir and every cell's
+// generated OpenClaw config and state dir.
+func watchPosture(ctx context.Context, in *instance.Instance, mgr *cell.Manager, rec *recorders, every time.Duration, log *slog.Logger) {
+	env := map[string]string{}
+	targets := func() []audit.WatchTarget {
+		ts := []audit.WatchTarget{{Name: instance.SystemTenant, Files: []string{in.Config.Path},
+			Target: func() (*audit.Target, error) {
+				return &audit.Target{DataDir: in.DataDir, ClawholdConfig: in.Config.Path, Env: env, Now: time.Now()}, nil
+			}}}
+		for _, st := range mgr.List() {
+			l := cell.NewLayout(in.DataDir, st.Tenant)
+			ts = append(ts, audit.WatchTarget{Name: st.Tenant, Files: []string{l.ConfigFile()},
+				Target: func() (*audit.Target, error) {
+					t, err := audit.NewTarget(l.Home, l.ConfigFile(), env)
+					if err != nil {
+						return nil, err
+					}
+					t.DataDir, t.ClawholdConfig = in.DataDir, in.Config.Path
+					return t, nil
+				}})
+		}
+		return ts
+	}
+	report := func(typ string) func(string, audit.Finding) {
+		return func(tenant string, f audit.Finding) {
+			log.Warn("up: posture "+typ, "tenant", tenant, "id", f.ID, "location", f.Location.String())
+			rec.add(tenant, events.Event{Type: typ, Actor: "clawhold:audit", Subject: f.ID, Detail: map[string]any{
+				"severity": f.Severity.String(), "title": f.Title, "evidence": f.Evidence,
+				"location": f.Location.String(), "remediation": f.Remediation}})
+		}
+	}
+	err := audit.Watch(ctx, audit.WatchOptions{Interval: every, Targets: targets,
+		OnNew: report(EventAuditCritical), OnResolved: report(EventAuditResolved), Logger: log})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("up: the continuous audit stopped", "err", err)
 	}
 }

@@ -242,7 +242,8 @@ egress:
 
 	var backupID string
 	if encrypted {
-		t.Run("a backup of the running encrypted cell", func(t *testing.T) {
+		t.Run("a backup of the running encrypted cell, online", func(t *testing.T) {
+			pid := gatewayPID(t, cell.IDsFor("acme").UID, inst.Node)
 			out := run("", "backup", "create", "--tenant", "acme")
 			m := regexp.MustCompile(`backup (\S+) of tenant acme`).FindStringSubmatch(out)
 			if m == nil {
@@ -250,11 +251,20 @@ egress:
 			}
 			backupID = m[1]
 			run("", "backup", "verify", backupID)
-			alice.waitServed(t, "/") // the backup stopped the cell; a request starts it
+			if got := gatewayPID(t, cell.IDsFor("acme").UID, inst.Node); got != pid {
+				t.Errorf("the backup restarted the cell's gateway (pid %d, now %d)", pid, got)
+			}
+			alice.waitServed(t, "/")
 		})
 	}
 
 	t.Run("killing the OpenClaw process restarts the cell", func(t *testing.T) {
+		// Nothing so far may have ended the gateway.
+		for _, e := range tenantEvents(t, data, "acme") {
+			if e.Type == cell.EventExit {
+				t.Errorf("the gateway ended before the kill, at %s: %v", e.Time.Format("15:04:05.000"), e.Detail)
+			}
+		}
 		ids := cell.IDsFor("acme")
 		pid := gatewayPID(t, ids.UID, inst.Node)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -266,17 +276,8 @@ egress:
 			t.Fatal("the same gateway process is still there")
 		}
 		// The history survived: the session the chat created is listed.
-		code, body := alice.postJSON("/tools/invoke", map[string]any{"tool": "sessions_list", "args": map[string]any{"limit": 10}})
-		var res struct {
-			Result struct {
-				Details struct {
-					Count int `json:"count"`
-				} `json:"details"`
-			} `json:"result"`
-		}
-		json.Unmarshal([]byte(body), &res)
-		if code != 200 || res.Result.Details.Count < 1 {
-			t.Fatalf("after the restart: %d %.300s, want the chat's session listed", code, body)
+		if n := sessionCount(t, alice); n < 1 {
+			t.Fatalf("after the restart: %d sessions, want the chat's", n)
 		}
 	})
 
@@ -352,6 +353,24 @@ egress:
 		if !slices.Equal(sorted(hello.Scopes), sorted(want)) {
 			t.Fatalf("bob's hello-ok scopes %v, want the operator's %v", hello.Scopes, want)
 		}
+		// With both cells running, neither may hold a /dev/fuse
+		// descriptor: it would let it read and answer the file system
+		// requests of a volume (the other tenant's among them).
+		alice.waitServed(t, "/")
+		for _, tenant := range []string{"acme", "globex"} {
+			pids := processesOf(cell.IDsFor(tenant).UID)
+			if len(pids) == 0 {
+				t.Fatalf("no process of %s's cell", tenant)
+			}
+			for _, pid := range pids {
+				fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+				for _, fd := range fds {
+					if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name())); target == "/dev/fuse" {
+						t.Errorf("process %d of %s's cell holds /dev/fuse (descriptor %s)", pid, tenant, fd.Name())
+					}
+				}
+			}
+		}
 	})
 
 	t.Run("an idle cell stops and comes back on the next request", func(t *testing.T) {
@@ -364,6 +383,42 @@ egress:
 			t.Fatalf("first request after the idle stop: %d, want the starting page", code)
 		}
 		bob.waitServed(t, "/")
+	})
+
+	t.Run("the continuous audit finds no critical in clawhold's own deployment, then drift", func(t *testing.T) {
+		// The watcher audits the data dir and every cell's generated
+		// openclaw.json within a poll (5 s) of seeing it.
+		time.Sleep(6 * time.Second)
+		for _, tenant := range []string{instance.SystemTenant, "acme", "globex"} {
+			for _, e := range tenantEvents(t, data, tenant) {
+				if e.Type == "audit.critical" { // up.EventAuditCritical (the package name is shadowed here)
+					t.Errorf("%s: critical posture finding %s at %v: %v", tenant, e.Subject, e.Detail["location"], e.Detail["evidence"])
+				}
+			}
+		}
+		// Drift: acme's generated config made writable by anyone. The
+		// change to the file is seen within a poll, not an hour later.
+		cfgFile := cell.NewLayout(data, "acme").ConfigFile()
+		touch := func(mode os.FileMode) {
+			os.Chmod(cfgFile, mode)
+			now := time.Now()
+			os.Chtimes(cfgFile, now, now)
+		}
+		fi, err := os.Stat(cfgFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig := fi.Mode().Perm()
+		touch(0o666)
+		defer os.Chmod(cfgFile, orig)
+		ev := waitEventWithin(t, data, "acme", 30*time.Second, func(e events.Event) bool {
+			return e.Type == "audit.critical" && e.Subject == "fs.config_writable"
+		})
+		t.Logf("drift event: %v", ev.Detail["evidence"])
+		touch(orig)
+		waitEventWithin(t, data, "acme", 30*time.Second, func(e events.Event) bool {
+			return e.Type == "audit.resolved" && e.Subject == "fs.config_writable"
+		})
 	})
 
 	t.Run("SIGTERM stops everything, cells included", func(t *testing.T) {
@@ -406,6 +461,12 @@ egress:
 			if ents, _ := os.ReadDir(l.Home); len(ents) != 0 {
 				t.Errorf("the plaintext mount point %s holds %d entries on the host", l.Home, len(ents))
 			}
+			// OpenClaw's agent workspace is ~/.openclaw/workspace, inside
+			// the encrypted state; the layout's workspace/ is only the
+			// gateway's working directory and must stay empty.
+			if ents, _ := os.ReadDir(l.Workspace); len(ents) != 0 {
+				t.Errorf("%d entries in plaintext in the cell's workspace/ on the host", len(ents))
+			}
 			// The transcript (the chat's prompt and the probe's output),
 			// the model key and the device private key are all in
 			// OpenClaw's state: none may be readable on disk.
@@ -426,71 +487,16 @@ egress:
 		})
 	}
 
+	h := &upHarness{bin: bin, data: data, cfgPath: cfgPath, node: inst.Node, env: env, port: port, alice: alice, run: run}
 	if encrypted {
-		t.Run("a modified block is an I/O error to OpenClaw and a tamper event", func(t *testing.T) {
-			// With clawhold stopped, change one byte in the middle of every
-			// sizeable ciphertext file of acme's state (its databases among
-			// them), start clawhold again and let alice's request start the
-			// cell: OpenClaw must read errors, never other data, and
-			// clawhold must record where.
-			l := cell.NewLayout(data, "acme")
-			var flipped int
-			filepath.WalkDir(l.CipherHome, func(p string, d os.DirEntry, err error) error {
-				if err != nil || !d.Type().IsRegular() {
-					return nil
-				}
-				fi, _ := d.Info()
-				if fi.Size() < 16<<10 {
-					return nil
-				}
-				f, err := os.OpenFile(p, os.O_RDWR, 0)
-				if err != nil {
-					return nil
-				}
-				defer f.Close()
-				b := make([]byte, 1)
-				off := fi.Size() / 2
-				f.ReadAt(b, off)
-				b[0] ^= 0x5a
-				if _, err := f.WriteAt(b, off); err == nil {
-					flipped++
-				}
-				return nil
-			})
-			if flipped == 0 {
-				t.Fatal("no ciphertext file to modify")
-			}
-			before := countEvents(t, data, "acme", cell.EventTamper)
-			up2 := exec.Command(bin, "up")
-			up2.Env = env
-			var out2 syncBuffer
-			up2.Stdout, up2.Stderr = &out2, &out2
-			if err := up2.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				up2.Process.Signal(syscall.SIGTERM)
-				done := make(chan struct{})
-				go func() { up2.Wait(); close(done) }()
-				select {
-				case <-done:
-				case <-time.After(40 * time.Second):
-					up2.Process.Kill()
-				}
-			}()
-			waitListening(t, fmt.Sprintf("127.0.0.1:%d", port))
-			deadline := time.Now().Add(90 * time.Second)
-			for countEvents(t, data, "acme", cell.EventTamper) == before {
-				if time.Now().After(deadline) {
-					t.Fatalf("no tamper event after modifying %d files; cell log:\n%s", flipped, run("", "cells", "logs", "acme", "-n", "40"))
-				}
-				alice.get("/") // starts the cell, then loads the Control UI
-			}
-			for _, e := range tenantEvents(t, data, "acme") {
-				if e.Type == cell.EventTamper {
-					t.Logf("tamper event: %s %v", e.Subject, e.Detail)
-				}
-			}
+		t.Run("each kind of damage to a block is an I/O error to OpenClaw and a tamper event", func(t *testing.T) {
+			testTamperKinds(t, h)
+		})
+		t.Run("kill -9 of the gateway and of clawhold during heavy writes, repeated: databases intact, no answered turn lost", func(t *testing.T) {
+			testCrashes(t, h)
+		})
+		t.Run("a key rotation seals new files under a new key generation; nothing is rewritten", func(t *testing.T) {
+			testKeyGeneration(t, h)
 		})
 	}
 
@@ -514,22 +520,9 @@ egress:
 			}
 			// Read it back through the restored volume, with plain reads
 			// only (no SQLite on a mount this process serves).
-			in, err := instance.Open(context.Background(), instance.Options{DataDir: fresh, ConfigPath: cfgPath})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer in.Close()
-			db, _ := in.DB(context.Background(), "acme")
-			kr, err := in.Keyring(context.Background(), "acme")
-			if err != nil {
-				t.Fatal(err)
-			}
-			vk, err := cell.VolumeKey(context.Background(), db, kr, "acme", cell.StateVolume)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, vk := h.volume(t, fresh, "acme")
 			mnt := t.TempDir()
-			srv, err := cellfs.Mount(context.Background(), l.CipherHome, mnt, cellfs.Options{Key: vk})
+			srv, err := cellfs.Mount(context.Background(), l.CipherHome, mnt, cellfs.Options{Keys: vk})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -608,6 +601,22 @@ func (c *doorClient) post(path string, form url.Values) (int, string) {
 	req.Header.Set("Origin", c.d.origin)
 	req.Header.Set("Accept", "text/html")
 	return c.do(req)
+}
+
+// tryPostJSON is postJSON for other goroutines than the test's: it
+// returns transport errors instead of failing the test.
+func (c *doorClient) tryPostJSON(ctx context.Context, path string, body any) (int, error) {
+	b, _ := json.Marshal(body)
+	req, _ := http.NewRequestWithContext(ctx, "POST", c.d.origin+path, strings.NewReader(string(b)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", c.d.origin)
+	resp, err := c.c.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, nil
 }
 
 func (c *doorClient) postJSON(path string, body any) (int, string) {
@@ -734,15 +743,7 @@ func countEvents(t *testing.T, data, tenant, typ string) int {
 
 func waitEvent(t *testing.T, data, tenant string, match func(events.Event) bool) events.Event {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		for _, e := range tenantEvents(t, data, tenant) {
-			if match(e) {
-				return e
-			}
-		}
-	}
-	t.Fatalf("no matching event in tenant %s", tenant)
-	return events.Event{}
+	return waitEventWithin(t, data, tenant, 20*time.Second, match)
 }
 
 // waitCell polls `clawhold cells list --json` until tenant's cell matches.
