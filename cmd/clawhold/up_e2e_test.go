@@ -265,6 +265,9 @@ egress:
 				t.Errorf("the gateway ended before the kill, at %s: %v", e.Time.Format("15:04:05.000"), e.Detail)
 			}
 		}
+		// Running and just used: an idle stop (cells.idle_timeout) must
+		// not race the kill.
+		alice.waitServed(t, "/")
 		ids := cell.IDsFor("acme")
 		pid := gatewayPID(t, ids.UID, inst.Node)
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
@@ -293,7 +296,8 @@ egress:
 			if code == http.StatusForbidden && strings.Contains(body, "operator.write") {
 				break
 			}
-			if code != http.StatusUnauthorized || time.Now().After(deadline) {
+			// 503: the cell is (re)starting, e.g. after an idle stop.
+			if code != http.StatusUnauthorized && code != http.StatusServiceUnavailable || time.Now().After(deadline) {
 				t.Fatalf("carol: %d %s", code, body)
 			}
 			time.Sleep(500 * time.Millisecond)
@@ -357,6 +361,7 @@ egress:
 		// descriptor: it would let it read and answer the file system
 		// requests of a volume (the other tenant's among them).
 		alice.waitServed(t, "/")
+		bob.waitServed(t, "/")
 		for _, tenant := range []string{"acme", "globex"} {
 			pids := processesOf(cell.IDsFor(tenant).UID)
 			if len(pids) == 0 {

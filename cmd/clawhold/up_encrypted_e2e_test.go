@@ -117,7 +117,9 @@ func (h *upHarness) volume(t *testing.T, data, tenant string) (*cellfs.Volume, [
 }
 
 // generations counts the content files under a cellfs ciphertext dir by
-// the key generation their header names, and returns each file's.
+// the key generation their header names, and returns each file's by its
+// file ID (header bytes 4–20: a file OpenClaw replaces, e.g. by rename,
+// is a new file with a new ID; one cellfs re-sealed would keep its ID).
 func generations(t *testing.T, cipherDir string) (map[byte]int, map[string]byte) {
 	t.Helper()
 	counts, each := map[byte]int{}, map[string]byte{}
@@ -131,10 +133,10 @@ func generations(t *testing.T, cipherDir string) (map[byte]int, map[string]byte)
 			return nil
 		}
 		defer f.Close()
-		hdr := make([]byte, 4)
+		hdr := make([]byte, 20)
 		if _, err := io.ReadFull(f, hdr); err == nil {
 			counts[hdr[3]]++
-			each[p] = hdr[3]
+			each[string(hdr[4:20])] = hdr[3]
 		}
 		return nil
 	})
@@ -163,10 +165,17 @@ func testKeyGeneration(t *testing.T, h *upHarness) {
 	if counts[1] == 0 {
 		t.Fatalf("no file sealed under the new key generation: %v", counts)
 	}
-	for p, g := range before {
-		if ng, ok := after[p]; ok && ng != g {
-			t.Errorf("%s was rewritten from generation %d to %d", p, g, ng)
+	kept := 0
+	for id, g := range before {
+		if ng, ok := after[id]; ok {
+			kept++
+			if ng != g {
+				t.Errorf("file %x was re-sealed from generation %d to %d", id, g, ng)
+			}
 		}
+	}
+	if kept == 0 {
+		t.Fatal("no file survived the restart: nothing shows that old files keep their generation")
 	}
 	if dbs, missing := checkOpenClawDatabases(t, h, l, []string{"after the rotation"}); dbs < 2 || len(missing) > 0 {
 		t.Fatalf("after the rotation: %d databases, missing %v", dbs, missing)
