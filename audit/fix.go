@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pmezard/go-difflib/difflib"
@@ -227,8 +228,15 @@ func fixConfig(t *Target, findings []Finding, o FixOptions) error {
 	if err := datadir.WriteFileAtomic(backup, orig, 0o600); err != nil {
 		return fmt.Errorf("fix: writing the backup %s: %w", backup, err)
 	}
-	mode := fs.FileMode(0o600)
-	if err := datadir.WriteFileAtomic(t.ConfigPath, out, mode); err != nil {
+	// The rewritten file keeps its owner: OpenClaw's user must still read
+	// it when root runs the fix.
+	var keepOwner func(*os.File) error
+	if fi, err := os.Stat(t.ConfigPath); err == nil && os.Geteuid() == 0 {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			keepOwner = func(f *os.File) error { return f.Chown(int(st.Uid), int(st.Gid)) }
+		}
+	}
+	if err := datadir.WriteFileAtomicFunc(t.ConfigPath, out, 0o600, keepOwner); err != nil {
 		return fmt.Errorf("fix: rewriting %s (original kept at %s): %w", t.ConfigPath, backup, err)
 	}
 	fmt.Fprintf(o.Out, "  original kept at %s (0600); comments and formatting of the original are not kept\n", backup)

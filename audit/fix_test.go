@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/clawhold/clawhold/openclaw/openclawtest"
@@ -122,5 +123,34 @@ func TestFixDryRun(t *testing.T) {
 		if strings.Contains(s, secret) {
 			t.Errorf("the dry run printed the secret %q:\n%s", secret, s)
 		}
+	}
+}
+
+// TestFixKeepsOwner: root fixing another user's config leaves it that
+// user's, or OpenClaw could no longer read it.
+func TestFixKeepsOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root to chown, and CI=true forbids skipping")
+		}
+		t.Skip("needs root to chown")
+	}
+	f := brokenForFix(t)
+	rep := f.run()
+	cfgPath := filepath.Join(f.stateDir, "openclaw.json")
+	const uid, gid = 65534, 65534
+	if err := os.Chown(cfgPath, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	if err := Fix(context.Background(), f.targetT(), rep, FixOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if st.Uid != uid || st.Gid != gid || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("fixed config owned by %d:%d mode %v, want %d:%d 0600", st.Uid, st.Gid, fi.Mode(), uid, gid)
 	}
 }
