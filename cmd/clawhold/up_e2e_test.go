@@ -86,7 +86,7 @@ func testUp(t *testing.T, encrypted bool) {
   public_url: %s
 cells:
   openclaw_config: %s
-  idle_timeout: 15s
+  idle_timeout: 40s
   encrypted_state: %v
   tool_rules:
     - tool: sessions_history
