@@ -246,15 +246,7 @@ func (w *writer) removeStaleScratch(home string) {
 // mountState mounts tenant's encrypted state privately (a 0700 directory
 // inside the cell's own 0700 directory) and returns the mount point.
 func mountState(ctx context.Context, in *instance.Instance, tenant string, l cell.Layout) (string, func(), error) {
-	db, err := in.DB(ctx, tenant)
-	if err != nil {
-		return "", nil, err
-	}
-	kr, err := in.Keyring(ctx, tenant)
-	if err != nil {
-		return "", nil, err
-	}
-	gens, err := cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
+	gens, err := in.StateVolumeKeys(ctx, tenant)
 	if err != nil {
 		return "", nil, err
 	}

@@ -288,15 +288,7 @@ func TestBackupRunningEncryptedCell(t *testing.T) {
 		t.Fatal(err)
 	}
 	unmount()
-	db, err := in.DB(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := in.Keyring(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gens, err := cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
+	gens, err := in.StateVolumeKeys(ctx, tenant)
 	if err != nil || len(gens) != 1 {
 		t.Fatalf("a new volume's keys: %d generations, %v", len(gens), err)
 	}

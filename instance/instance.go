@@ -338,3 +338,18 @@ func (in *Instance) RootKeyPath() string {
 	}
 	return ""
 }
+
+// StateVolumeKeys returns the key generations of tenant's encrypted cell
+// state, oldest first (cell.VolumeKeys, cellfs.Options.Keys). The caller
+// clears them.
+func (in *Instance) StateVolumeKeys(ctx context.Context, tenant string) ([][]byte, error) {
+	db, err := in.DB(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := in.Keyring(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	return cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
+}

@@ -250,17 +250,7 @@ func volumeKeys(in *instance.Instance) func(context.Context, string) ([][]byte, 
 	if !in.Config.Cells.EncryptedState {
 		return nil
 	}
-	return func(ctx context.Context, tenant string) ([][]byte, error) {
-		db, err := in.DB(ctx, tenant)
-		if err != nil {
-			return nil, err
-		}
-		kr, err := in.Keyring(ctx, tenant)
-		if err != nil {
-			return nil, err
-		}
-		return cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
-	}
+	return in.StateVolumeKeys
 }
 
 // spawnBackup runs `clawhold backup create --tenant T` as a child: a

@@ -92,15 +92,7 @@ func (h *upHarness) volume(t *testing.T, data, tenant string) (*cellfs.Volume, [
 		t.Fatal(err)
 	}
 	defer in.Close()
-	db, err := in.DB(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := in.Keyring(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gens, err := cell.VolumeKeys(ctx, db, kr, tenant, cell.StateVolume)
+	gens, err := in.StateVolumeKeys(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
