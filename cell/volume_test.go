@@ -3,6 +3,7 @@ package cell
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/clawhold/clawhold/keys"
 	"github.com/clawhold/clawhold/keys/keystest"
@@ -60,6 +61,10 @@ func TestVolumeKeys(t *testing.T) {
 		}
 		before := versions()
 
+		// Generations are ordered against key versions by creation time
+		// in milliseconds: a rotation in the same millisecond as the first
+		// key would look older than it.
+		time.Sleep(5 * time.Millisecond)
 		if _, err := kr.Rotate(ctx); err != nil {
 			t.Fatal(err)
 		}
