@@ -21,6 +21,10 @@ type Config struct {
 	Tenants   map[string]Tenant `yaml:"tenants"`
 	Backup    Backup            `yaml:"backup"`
 	Audit     Audit             `yaml:"audit"`
+	// Monitor is detection and the audit log (docs/monitoring.md).
+	Monitor Monitor `yaml:"monitor"`
+	// Alerts says where detections are sent (docs/monitoring.md).
+	Alerts Alerts `yaml:"alerts"`
 
 	// Path is the file this configuration was read from ("" for defaults).
 	Path string `yaml:"-"`

@@ -53,6 +53,8 @@ func Default() *Config {
 		Cells:     defaultCells(),
 		Backup:    defaultBackup(),
 		Audit:     defaultAudit(),
+		Monitor:   defaultMonitor(),
+		Alerts:    defaultAlerts(),
 	}
 }
 

@@ -81,7 +81,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "nothing close, top level",
 			yaml: "frontend: :8080\n",
-			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: audit, backup, cells, data_dir, egress, frontdoor, keys, log, root_key, store, tenants)`},
+			want: []string{`clawhold.yaml:1: unknown key "frontend" (valid top-level keys: alerts, audit, backup, cells, data_dir, egress, frontdoor, keys, log, monitor, root_key, store, tenants)`},
 		},
 		{
 			name: "dotted key spelled right",
@@ -381,6 +381,28 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{`clawhold.yaml:3: store.postgres.dsn contains a password`},
 			not:  []string{"hunter2"},
 		},
+		{
+			name: "monitor: retention too short, relative rule file",
+			yaml: "monitor:\n  retention: 2h\n  rules: [rules.yaml]\n  baselines:\n    sensitivity: 0\n",
+			want: []string{`clawhold.yaml:2: monitor.retention is 2h0m0s: the minimum is 1d`, `monitor.rules is "rules.yaml": use an absolute path`,
+				`clawhold.yaml:5: monitor.baselines.sensitivity is 0`},
+		},
+		{
+			name: "alerts: webhook over plain http to a remote host, without a key",
+			yaml: "alerts:\n  sinks:\n    - type: webhook\n      url: http://hooks.example.com/x\n",
+			want: []string{`alerts.sinks[0].url is "http://hooks.example.com/x": alerts carry evidence; use https`, `alerts.sinks[0].secret is empty`},
+		},
+		{
+			name: "alerts: smtp without STARTTLS to a remote relay",
+			yaml: "alerts:\n  sinks:\n    - type: smtp\n      address: smtp.example.com:25\n      starttls: none\n      from: a@example.com\n      to: [b@example.com]\n",
+			want: []string{`alerts.sinks[0].starttls is none but alerts.sinks[0].address is not loopback`},
+		},
+		{
+			name: "alerts: unknown type, bad severity, bad syslog address, duplicate name",
+			yaml: "alerts:\n  sinks:\n    - type: pager\n    - type: stderr\n      min_severity: urgent\n    - type: syslog\n      address: 10.0.0.1:514\n    - type: stderr\n",
+			want: []string{`alerts.sinks[0].type is "pager"`, `alerts.sinks[1].min_severity is "urgent"`,
+				`alerts.sinks[2].address is "10.0.0.1:514": use udp://host:514`, `alerts.sinks[3]: a second sink named "stderr"`},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -548,6 +570,14 @@ func TestDefaults(t *testing.T) {
 		Cells:  Cells{StartTimeout: Duration(2 * time.Minute), IdleTimeout: Duration(30 * time.Minute), EncryptedState: true},
 		Backup: Backup{Retention: BackupRetention{Keep: 7}},
 		Audit:  Audit{Interval: Duration(time.Hour)},
+		Monitor: Monitor{
+			Retention: Duration(365 * Day), CheckpointInterval: Duration(time.Minute),
+			FileAccess: FileAccess{Enabled: true},
+			Logins: Logins{LearningPeriod: Duration(24 * time.Hour), TravelSpeedKmh: 1000, CountryChangeWindow: Duration(6 * time.Hour),
+				BruteForceFailures: 10, StuffingAccounts: 5, FailureWindow: Duration(10 * time.Minute)},
+			Baselines: Baselines{Sensitivity: 3},
+		},
+		Alerts: Alerts{DedupeWindow: Duration(10 * time.Minute), RateLimit: 30},
 	}
 	if got := Default(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Default() = %+v\nwant %+v", got, want)

@@ -103,6 +103,8 @@ func (c *Config) validate(lines map[string]int) error {
 	v.cells(c.Cells, c.Tenants, c.Egress.Policies)
 	v.backup(c.Backup)
 	v.audit(c.Audit)
+	v.monitor(c.Monitor)
+	v.alerts(c.Alerts)
 
 	return v.err()
 }
