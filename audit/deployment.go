@@ -19,15 +19,15 @@ import (
 const backupMaxAge = 48 * time.Hour
 
 var deploymentRules = []Rule{
-	{ID: "auditing.no_alert_sink", Area: Auditing, Severity: Info,
-		// Info for now: clawhold has no alerting until issue 9, so every
-		// clawhold install fires it; raise it to warn when alert sinks
-		// exist. A plain OpenClaw install fires when its gateway is
-		// reachable from other hosts (bind beyond loopback, Tailscale) and
-		// it exports no telemetry (diagnostics.otel) a collector could
-		// alert on: a loopback-only personal install is not flagged.
+	{ID: "auditing.no_alert_sink", Area: Auditing, Severity: Warn,
+		// Fires for clawhold when alerts.sinks is empty (detections are
+		// then only in the audit log), and for a plain OpenClaw install
+		// whose gateway is reachable from other hosts (bind beyond
+		// loopback, Tailscale) and that exports no telemetry
+		// (diagnostics.otel) a collector could alert on: a loopback-only
+		// personal install is not flagged.
 		Title:       "No alert sink: nobody is told about critical posture changes or attacks",
-		Remediation: "run OpenClaw under clawhold (clawhold up) with alerting configured, or export diagnostics.otel to a collector that alerts"},
+		Remediation: "configure alerts.sinks in clawhold's config (a webhook, slack, smtp or syslog sink; test with clawhold alerts test), or for OpenClaw alone export diagnostics.otel to a collector that alerts"},
 	{ID: "auditing.log_dir_exposed", Area: Auditing, Severity: Warn,
 		// The log file's own mode is fs.log_file_readable; this is where it
 		// lives: a directory other users can list or write (OpenClaw's
@@ -77,11 +77,14 @@ func exposedGateway(c *Config) (string, Location) {
 
 func alertSink(t *Target, cfg *config.Config, r *results) {
 	if cfg != nil {
+		if len(cfg.Alerts.Sinks) > 0 {
+			return
+		}
 		loc := Location{File: cfg.Path}
 		if cfg.Path == "" {
 			loc = Location{File: t.DataDir}
 		}
-		r.add("auditing.no_alert_sink", loc, "clawhold has no alert sink configured (alerting is not available in this version)")
+		r.add("auditing.no_alert_sink", loc, "clawhold has no alert sink configured (alerts.sinks is empty): detections are only logged; add a webhook, slack, smtp or syslog sink")
 		return
 	}
 	if t.Config == nil {

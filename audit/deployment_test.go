@@ -85,5 +85,8 @@ func deploymentQuietCases() []ruleCase {
 		{"auditing.no_alert_sink", "OpenTelemetry export configured", func(f *fixture) {
 			f.set("diagnostics.otel", map[string]any{"enabled": true, "endpoint": "http://127.0.0.1:4318"})
 		}},
+		{"auditing.no_alert_sink", "clawhold with an alert sink", func(f *fixture) {
+			clawholdData(f, "alerts:\n  sinks:\n    - type: stderr\n")
+		}},
 	}
 }
