@@ -21,6 +21,7 @@ import (
 	"github.com/clawhold/clawhold/datadir"
 	"github.com/clawhold/clawhold/frontdoor/account"
 	"github.com/clawhold/clawhold/keys"
+	"github.com/clawhold/clawhold/monitor/auditlog"
 	"github.com/clawhold/clawhold/kms"
 	"github.com/clawhold/clawhold/secrets"
 	"github.com/clawhold/clawhold/store"
@@ -174,7 +175,9 @@ func (in *Instance) Keyring(ctx context.Context, tenant string) (*keys.Keyring, 
 	if err != nil {
 		return nil, err
 	}
-	tables := []keys.SealedTable{secrets.SealedTable()}
+	// Every database holds an audit log (and the system database the
+	// checkpoint signing key), sealed by its keyring.
+	tables := append([]keys.SealedTable{secrets.SealedTable()}, auditlog.SealedTables()...)
 	if tenant != SystemTenant {
 		tables = append(tables, cell.SealedTables()...)
 	}
@@ -247,6 +250,12 @@ func (in *Instance) RemoveTenant(ctx context.Context, tenant string) error {
 	in.mu.Lock()
 	delete(in.keyrings, tenant)
 	in.mu.Unlock()
+	// The log's checkpoints outside the database are kept as evidence, but
+	// out of the way of a new tenant of the same name.
+	cp := auditlog.CheckpointPath(in.DataDir, tenant)
+	if err := os.Rename(cp, fmt.Sprintf("%s.removed-%d", cp, time.Now().Unix())); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing tenant %s: %w", tenant, err)
+	}
 	return nil
 }
 
