@@ -21,8 +21,8 @@ import (
 	"github.com/clawhold/clawhold/datadir"
 	"github.com/clawhold/clawhold/frontdoor/account"
 	"github.com/clawhold/clawhold/keys"
-	"github.com/clawhold/clawhold/monitor/auditlog"
 	"github.com/clawhold/clawhold/kms"
+	"github.com/clawhold/clawhold/monitor/auditlog"
 	"github.com/clawhold/clawhold/secrets"
 	"github.com/clawhold/clawhold/store"
 )
