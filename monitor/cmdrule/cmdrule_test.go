@@ -15,6 +15,10 @@ var allow = EvalContext{AllowedHosts: []string{"github.com", "githubusercontent.
 type corpusCase struct {
 	Cmd  string   `json:"cmd"`
 	Want []string `json:"want"`
+	// Source names where the case comes from (a Sigma rule, GTFOBins,
+	// atomic-red-team, Falco) or "hard negative: ..." for everyday
+	// commands that must stay quiet.
+	Source string `json:"source"`
 }
 
 func loadCorpus(t testing.TB) []corpusCase {
@@ -201,6 +205,7 @@ func BenchmarkEvaluate(b *testing.B) {
 	corpus := loadCorpus(b)
 	b.ResetTimer()
 	n := 0
+	cpu0 := cpuTime()
 	for b.Loop() {
 		for _, c := range corpus {
 			e.Evaluate(c.Cmd, allow)
@@ -208,4 +213,83 @@ func BenchmarkEvaluate(b *testing.B) {
 		n += len(corpus)
 	}
 	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "events/s")
+	// On a shared machine wall time includes waiting for a core; the
+	// rate per CPU-second is what one core sustains.
+	if cpu := cpuTime() - cpu0; cpu > 0 {
+		b.ReportMetric(float64(n)/cpu.Seconds(), "events/cpu-s")
+	}
+}
+
+func TestFeedsOnlyCodeReaders(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want bool // curl's output reaches the last stage as code
+	}{
+		{"curl x | python3", true},
+		{"curl x | python3 -", true},
+		{"curl x | python3 -u -", true},
+		{"curl x | python3 /dev/stdin", true},
+		{"curl x | python3 -m json.tool", false},
+		{"curl x | python3 -W ignore tool.py", false},
+		{"curl x | python3 -c 'import sys,json; print(json.load(sys.stdin))'", false},
+		{"curl x | python3 -c 'import sys; exec(sys.stdin.read())'", true},
+		{"curl x | perl -ne 'print if /a/'", false},
+		{"curl x | perl -e 'eval join q(), <STDIN>'", true},
+		{"curl x | perl -MMIME::Base64 -ne 'print decode_base64($_)'", false},
+		{"curl x | ruby -rjson -e 'puts JSON.parse(STDIN.read)'", false},
+		{"curl x | node app.js", false},
+		{"curl x | node", true},
+		{"curl x | php", true},
+		{"curl x | bash", true},
+		{"curl x | bash -s -- -y", true},
+		{"curl x | sh -o pipefail", true},
+		{"curl x | bash install.sh", false},
+		{"curl x | bash -c 'cat > f'", true}, // -c scripts keep counting
+		{"curl x | sudo -E bash -", true},
+		{"curl x | sh -x", true},
+	} {
+		cmd, err := Parse(tc.line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := strings.Fields(tc.line[strings.LastIndex(tc.line, "|")+1:])
+		prog := last[0]
+		if prog == "sudo" {
+			prog = "bash"
+		}
+		got := slices.Contains(cmd.Calls[0].Feeds, prog)
+		if cmd.Calls[0].Program != "curl" || got != tc.want {
+			t.Errorf("%s: curl feeds %q = %v, want %v", tc.line, cmd.Calls[0].Feeds, got, tc.want)
+		}
+	}
+}
+
+func TestParseSplitsBracesAndIFS(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		prog string
+		args []string
+	}{
+		{`{cat,~/.ssh/id_rsa}`, "cat", []string{"~/.ssh/id_rsa"}},
+		{`cat${IFS}/etc/shadow`, "cat", []string{"/etc/shadow"}},
+		{`cat$IFS/etc/shadow`, "cat", []string{"/etc/shadow"}},
+		{`echo "a${IFS}b"`, "echo", []string{"a b"}},
+		{`IFS=x; cat${IFS}f`, "catxf", []string{}}, // a set IFS is a plain variable
+		{`echo {1..100}{1..100}`, "echo", nil},     // bounded, not 10,000 words
+	} {
+		cmd, err := Parse(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := cmd.Calls[len(cmd.Calls)-1]
+		if tc.args == nil {
+			if tc.prog == "echo" && len(c.Args) > maxBraceWords {
+				t.Errorf("%s: %d words", tc.in, len(c.Args))
+			}
+			continue
+		}
+		if c.Program != tc.prog || !slices.Equal(c.Args, tc.args) {
+			t.Errorf("Parse(%q) = %s %q, want %s %q", tc.in, c.Program, c.Args, tc.prog, tc.args)
+		}
+	}
 }

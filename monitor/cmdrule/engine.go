@@ -28,38 +28,77 @@ const (
 	Info     Severity = "info"
 )
 
-func (s Severity) valid() bool {
+func (s Severity) valid() bool { return s.rank() > 0 }
+
+func (s Severity) rank() int {
 	switch s {
-	case Critical, High, Medium, Low, Info:
-		return true
+	case Critical:
+		return 5
+	case High:
+		return 4
+	case Medium:
+		return 3
+	case Low:
+		return 2
+	case Info:
+		return 1
 	}
-	return false
+	return 0
+}
+
+// AtLeast reports whether s is as severe as min or more.
+func (s Severity) AtLeast(min Severity) bool { return s.rank() >= min.rank() }
+
+// ParseSeverity returns the severity named s.
+func ParseSeverity(s string) (Severity, error) {
+	if v := Severity(s); v.valid() {
+		return v, nil
+	}
+	return "", fmt.Errorf("severity %q is not one of critical, high, medium, low, info", s)
 }
 
 // Rule is one detection rule as written in YAML.
 type Rule struct {
-	ID          string      `yaml:"id"`
-	Severity    Severity    `yaml:"severity"`
-	Description string      `yaml:"description"`
-	Technique   string      `yaml:"technique"`
-	Match       []Condition `yaml:"match"`
+	ID          string   `yaml:"id"`
+	Severity    Severity `yaml:"severity"`
+	Description string   `yaml:"description"`
+	Technique   string   `yaml:"technique"`
+	// Enabled false keeps the rule in the set (so it can be listed and
+	// referenced) without evaluating it; absent means true.
+	Enabled *bool       `yaml:"enabled"`
+	Match   []Condition `yaml:"match"`
+	// Except lists conditions, with the same fields as Match, under which
+	// the rule does not fire: if any holds for the simple command that
+	// matched, that command is not reported.
+	Except []Condition `yaml:"except"`
+	// File names the document the rule came from: DefaultFile for the
+	// built-in set, else the operator's file.
+	File string `yaml:"-"`
+	// Line is the rule's line in File.
+	Line int `yaml:"-"`
 }
+
+// IsEnabled reports whether the rule is evaluated.
+func (r Rule) IsEnabled() bool { return r.Enabled == nil || *r.Enabled }
 
 // Condition is one alternative of a rule's match list. All of its set
 // fields must hold for a call.
 type Condition struct {
-	Program        []string `yaml:"program"`
-	Args           []string `yaml:"args"`
-	Argline        string   `yaml:"argline"`
-	Flags          []string `yaml:"flags"`
-	Feeds          []string `yaml:"feeds"`
-	Redirect       string   `yaml:"redirect"`
-	RedirectIn     string   `yaml:"redirect_in"`
-	RedirectOut    string   `yaml:"redirect_out"`
-	Assign         string   `yaml:"assign"`
-	Host           string   `yaml:"host"`
-	UnknownHost    bool     `yaml:"unknown_host"`
-	DecodedMatches []string `yaml:"decoded_matches"`
+	Program     []string `yaml:"program"`
+	Args        []string `yaml:"args"`
+	Argline     string   `yaml:"argline"`
+	Flags       []string `yaml:"flags"`
+	Feeds       []string `yaml:"feeds"`
+	Redirect    string   `yaml:"redirect"`
+	RedirectIn  string   `yaml:"redirect_in"`
+	RedirectOut string   `yaml:"redirect_out"`
+	// RedirectTruncate matches write redirections that empty the file
+	// first (">", ">|", "&>"), not appends (">>").
+	RedirectTruncate string   `yaml:"redirect_truncate"`
+	Assign           string   `yaml:"assign"`
+	Host             string   `yaml:"host"`
+	UnknownHost      bool     `yaml:"unknown_host"`
+	DecodedMatches   []string `yaml:"decoded_matches"`
 }
 
 // EvalContext carries what a rule needs beyond the command line itself.
@@ -83,69 +122,80 @@ type Match struct {
 
 // Engine evaluates a rule set. It is safe for concurrent use.
 type Engine struct {
-	rules   []*rule
-	parsers sync.Pool
+	rules []*rule // every rule, in evaluation order
+	// plain and derived are the enabled rules without and with
+	// decoded_matches, split once so Evaluate does not re-check.
+	plain, derived []*rule
+	parsers        sync.Pool
 }
 
 type rule struct {
 	Rule
 	conds   []cond
-	derived bool // has decoded_matches and runs after the other rules
+	except  []cond
+	derived bool       // has decoded_matches and runs after the other rules
+	node    *yaml.Node // the rule's mapping, to name lines in errors
 }
 
 type cond struct {
-	programs, feeds  names
-	args             []*regexp.Regexp
-	argline          *regexp.Regexp
-	flags            []string
-	redir, rin, rout *regexp.Regexp
-	assign, host     *regexp.Regexp
-	unknownHost      bool
-	decodedMatches   []string
+	programs, feeds          names
+	hasPrograms, hasFeeds    bool
+	args                     []*regexp.Regexp
+	argline                  *regexp.Regexp
+	flags                    []string
+	redir, rin, rout, rtrunc *regexp.Regexp
+	assign, host             *regexp.Regexp
+	unknownHost              bool
+	decodedMatches           []string
 }
 
 // Default returns an engine with the embedded default rule set.
 func Default() (*Engine, error) {
-	return NewEngine(defaultRules)
+	return Load(defaultRules, nil, nil)
 }
 
 // DefaultRules returns a copy of the embedded default rule set.
 func DefaultRules() []byte { return bytes.Clone(defaultRules) }
 
-// NewEngine compiles a YAML rule document of the form {rules: [...]}.
+// NewEngine compiles a single YAML rule document of the form
+// {rules: [...]}.
 func NewEngine(doc []byte) (*Engine, error) {
-	var f struct {
-		Rules []Rule `yaml:"rules"`
+	rs, err := loadDoc("rules", doc)
+	if err != nil {
+		return nil, err
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(doc))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("cmdrule: decode rules: %w", err)
-	}
-	if len(f.Rules) == 0 {
-		return nil, errors.New("cmdrule: no rules")
-	}
-	e := &Engine{}
+	return newEngine(rs, nil)
+}
+
+// newEngine builds an engine from compiled rules; removed holds the ids
+// taken out by a disable list, for a clearer error.
+func newEngine(rs []*rule, removed map[string]bool) (*Engine, error) {
+	e := &Engine{rules: rs}
 	e.parsers.New = func() any { return syntax.NewParser(syntax.Variant(syntax.LangBash)) }
-	ids := map[string]bool{}
-	for i := range f.Rules {
-		r, err := compile(f.Rules[i])
-		if err != nil {
-			return nil, fmt.Errorf("cmdrule: rule %d (%q): %w", i, f.Rules[i].ID, err)
-		}
-		if ids[r.ID] {
-			return nil, fmt.Errorf("cmdrule: duplicate rule id %q", r.ID)
-		}
+	ids := make(map[string]bool, len(rs))
+	for _, r := range rs {
 		ids[r.ID] = true
-		e.rules = append(e.rules, r)
 	}
-	for _, r := range e.rules {
-		for _, c := range r.conds {
+	for _, r := range rs {
+		for i, c := range r.conds {
 			for _, id := range c.decodedMatches {
-				if id != "*" && !ids[id] {
-					return nil, fmt.Errorf("cmdrule: rule %q: decoded_matches names unknown rule %q", r.ID, id)
+				if id == "*" || ids[id] {
+					continue
 				}
+				err := fmt.Errorf("names unknown rule %q", id)
+				if removed[id] {
+					err = fmt.Errorf("names rule %q, which the disabled list removes", id)
+				}
+				return nil, r.errorf(errAt(err, "match", i, "decoded_matches"))
 			}
+		}
+		if !r.IsEnabled() {
+			continue
+		}
+		if r.derived {
+			e.derived = append(e.derived, r)
+		} else {
+			e.plain = append(e.plain, r)
 		}
 	}
 	return e, nil
@@ -153,22 +203,52 @@ func NewEngine(doc []byte) (*Engine, error) {
 
 var techniqueRE = regexp.MustCompile(`^T\d{4}(\.\d{3})?$`)
 
+// pathErr is a compile error with the place in the rule it concerns,
+// such as {"match", 0, "args", 1}, so the loader can name its line.
+type pathErr struct {
+	path []any
+	err  error
+}
+
+func (e pathErr) Error() string {
+	var b strings.Builder
+	for _, p := range e.path {
+		switch p := p.(type) {
+		case int:
+			fmt.Fprintf(&b, "[%d]", p)
+		default:
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			fmt.Fprint(&b, p)
+		}
+	}
+	if b.Len() == 0 {
+		return e.err.Error()
+	}
+	return b.String() + ": " + e.err.Error()
+}
+
+func (e pathErr) Unwrap() error { return e.err }
+
+func errAt(err error, path ...any) error { return pathErr{path: path, err: err} }
+
 func compile(r Rule) (*rule, error) {
 	switch {
 	case r.ID == "":
-		return nil, errors.New("missing id")
+		return nil, errAt(errors.New("missing id"))
 	case !r.Severity.valid():
-		return nil, fmt.Errorf("severity %q is not one of critical, high, medium, low, info", r.Severity)
+		return nil, errAt(fmt.Errorf("%q is not one of critical, high, medium, low, info", r.Severity), "severity")
 	case !techniqueRE.MatchString(r.Technique):
-		return nil, fmt.Errorf("technique %q is not a MITRE ATT&CK id such as T1059 or T1059.004", r.Technique)
+		return nil, errAt(fmt.Errorf("%q is not a MITRE ATT&CK id such as T1059 or T1059.004", r.Technique), "technique")
 	case len(r.Match) == 0:
-		return nil, errors.New("empty match list")
+		return nil, errAt(errors.New("empty match list"), "match")
 	}
 	cr := &rule{Rule: r}
 	for i, m := range r.Match {
 		c, err := compileCond(m)
 		if err != nil {
-			return nil, fmt.Errorf("match[%d]: %w", i, err)
+			return nil, prefix(err, "match", i)
 		}
 		if len(c.decodedMatches) > 0 {
 			cr.derived = true
@@ -176,41 +256,61 @@ func compile(r Rule) (*rule, error) {
 		cr.conds = append(cr.conds, c)
 	}
 	if cr.derived {
-		for _, c := range cr.conds {
+		for i, c := range cr.conds {
 			if len(c.decodedMatches) == 0 {
-				return nil, errors.New("decoded_matches must be set in every alternative or none")
+				return nil, errAt(errors.New("decoded_matches must be set in every alternative or none"), "match", i)
 			}
 		}
+	}
+	for i, m := range r.Except {
+		c, err := compileCond(m)
+		if err != nil {
+			return nil, prefix(err, "except", i)
+		}
+		if len(c.decodedMatches) > 0 {
+			return nil, errAt(errors.New("decoded_matches cannot be used in except"), "except", i, "decoded_matches")
+		}
+		cr.except = append(cr.except, c)
 	}
 	return cr, nil
 }
 
+// prefix puts path in front of the path of err.
+func prefix(err error, path ...any) error {
+	var pe pathErr
+	if errors.As(err, &pe) {
+		return pathErr{path: append(path, pe.path...), err: pe.err}
+	}
+	return pathErr{path: path, err: err}
+}
+
 func compileCond(m Condition) (cond, error) {
 	c := cond{
-		programs:       names(m.Program),
-		feeds:          names(m.Feeds),
+		programs:       newNames(m.Program),
+		feeds:          newNames(m.Feeds),
 		flags:          m.Flags,
 		unknownHost:    m.UnknownHost,
 		decodedMatches: m.DecodedMatches,
 	}
+	c.hasPrograms, c.hasFeeds = !c.programs.empty(), !c.feeds.empty()
 	re := func(field, s string) (*regexp.Regexp, error) {
 		if s == "" {
 			return nil, nil
 		}
 		x, err := regexp.Compile(s)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", field, err)
+			return nil, errAt(err, field)
 		}
 		return x, nil
 	}
-	var err error
 	for i, s := range m.Args {
-		x, err := re(fmt.Sprintf("args[%d]", i), s)
+		x, err := regexp.Compile(s)
 		if err != nil {
-			return c, err
+			return c, errAt(err, "args", i)
 		}
 		c.args = append(c.args, x)
 	}
+	var err error
 	for _, f := range []struct {
 		dst  **regexp.Regexp
 		name string
@@ -220,6 +320,7 @@ func compileCond(m Condition) (cond, error) {
 		{&c.redir, "redirect", m.Redirect},
 		{&c.rin, "redirect_in", m.RedirectIn},
 		{&c.rout, "redirect_out", m.RedirectOut},
+		{&c.rtrunc, "redirect_truncate", m.RedirectTruncate},
 		{&c.assign, "assign", m.Assign},
 		{&c.host, "host", m.Host},
 	} {
@@ -227,13 +328,13 @@ func compileCond(m Condition) (cond, error) {
 			return c, err
 		}
 	}
-	for _, f := range m.Flags {
+	for i, f := range m.Flags {
 		if !strings.HasPrefix(f, "-") && !strings.HasPrefix(f, "+") {
-			return c, fmt.Errorf("flag %q must start with - or +", f)
+			return c, errAt(fmt.Errorf("flag %q must start with - or +", f), "flags", i)
 		}
 	}
-	if len(c.programs) == 0 && len(c.feeds) == 0 && len(c.args) == 0 && c.argline == nil &&
-		len(c.flags) == 0 && c.redir == nil && c.rin == nil && c.rout == nil &&
+	if c.programs.empty() && c.feeds.empty() && len(c.args) == 0 && c.argline == nil &&
+		len(c.flags) == 0 && c.redir == nil && c.rin == nil && c.rout == nil && c.rtrunc == nil &&
 		c.assign == nil && c.host == nil && !c.unknownHost && len(c.decodedMatches) == 0 {
 		return c, errors.New("no conditions")
 	}
@@ -241,23 +342,57 @@ func compileCond(m Condition) (cond, error) {
 }
 
 // names matches program names exactly, or by prefix for entries ending
-// in "*" (python*, mkfs.*).
-type names []string
+// in "*" (python*, mkfs.*). Exact names are a map: rules such as
+// credential-read list thirty programs and run on every simple command.
+type names struct {
+	list     []string        // exact names, for short lists
+	exact    map[string]bool // exact names, for long lists
+	prefixes []string
+}
+
+// mapNames is the list length from which a map beats a linear scan.
+const mapNames = 12
+
+func newNames(list []string) names {
+	var n names
+	for _, s := range list {
+		if pre, ok := strings.CutSuffix(s, "*"); ok {
+			n.prefixes = append(n.prefixes, pre)
+		} else {
+			n.list = append(n.list, s)
+		}
+	}
+	if len(n.list) >= mapNames {
+		n.exact = map[string]bool{}
+		for _, s := range n.list {
+			n.exact[s] = true
+		}
+		n.list = nil
+	}
+	return n
+}
+
+func (n names) empty() bool { return len(n.list) == 0 && len(n.exact) == 0 && len(n.prefixes) == 0 }
 
 func (n names) match(p string) bool {
-	for _, s := range n {
-		if pre, ok := strings.CutSuffix(s, "*"); ok {
-			if strings.HasPrefix(p, pre) {
-				return true
-			}
-		} else if s == p {
+	if n.exact != nil && n.exact[p] {
+		return true
+	}
+	for _, s := range n.list {
+		if s == p {
+			return true
+		}
+	}
+	for _, pre := range n.prefixes {
+		if strings.HasPrefix(p, pre) {
 			return true
 		}
 	}
 	return false
 }
 
-// Rules returns the engine's rules in evaluation order.
+// Rules returns the engine's rules in evaluation order, disabled ones
+// included.
 func (e *Engine) Rules() []Rule {
 	out := make([]Rule, len(e.rules))
 	for i, r := range e.rules {
@@ -282,8 +417,8 @@ func (e *Engine) Evaluate(cmdline string, ctx EvalContext) []Match {
 	var hit []string
 	for _, c := range cmd.Calls {
 		hit = hit[:0]
-		for _, r := range e.rules {
-			if !r.derived && r.match(c, ctx, nil) {
+		for _, r := range e.plain {
+			if r.match(c, ctx, nil) {
 				hit = append(hit, r.ID)
 				out = appendMatch(out, r, c)
 			}
@@ -291,8 +426,8 @@ func (e *Engine) Evaluate(cmdline string, ctx EvalContext) []Match {
 		if !c.Decoded || len(hit) == 0 {
 			continue
 		}
-		for _, r := range e.rules {
-			if r.derived && r.match(c, ctx, hit) {
+		for _, r := range e.derived {
+			if r.match(c, ctx, hit) {
 				out = appendMatch(out, r, c)
 			}
 		}
@@ -312,32 +447,48 @@ func appendMatch(out []Match, r *rule, c *Call) []Match {
 	})
 }
 
+// match reports whether an alternative of the rule holds for c and no
+// exception does. Exceptions are judged on the same simple command, not
+// the whole line, so appending a harmless command that an exception
+// describes cannot silence a match elsewhere in the line.
 func (r *rule) match(c *Call, ctx EvalContext, hit []string) bool {
 	for i := range r.conds {
 		if r.conds[i].match(c, ctx, hit) {
+			for j := range r.except {
+				if r.except[j].match(c, ctx, nil) {
+					return false
+				}
+			}
 			return true
 		}
 	}
 	return false
 }
 
+// match reports whether every field of k holds for c. The cheap tests
+// (names, flags, hosts, redirections) run before the regular
+// expressions over arguments, which dominate the cost.
 func (k *cond) match(c *Call, ctx EvalContext, hit []string) bool {
-	if len(k.programs) > 0 && !k.programs.match(c.Program) {
+	if k.hasPrograms && !k.programs.match(c.Program) {
 		return false
 	}
-	if len(k.feeds) > 0 && !anyName(k.feeds, c.Feeds) {
+	if len(k.decodedMatches) > 0 && (!c.Decoded || !anyHit(k.decodedMatches, hit)) {
 		return false
 	}
-	for _, x := range k.args {
-		if !anyRE(x, c.Args) {
-			return false
-		}
-	}
-	if k.argline != nil && !k.argline.MatchString(strings.Join(c.Args, " ")) {
+	if k.hasFeeds && !anyName(k.feeds, c.Feeds) {
 		return false
 	}
 	if len(k.flags) > 0 && !hasFlag(c.Args, k.flags) {
 		return false
+	}
+	if k.host != nil || k.unknownHost {
+		hosts := c.hosts()
+		if k.host != nil && !anyRE(k.host, hosts) {
+			return false
+		}
+		if k.unknownHost && !anyUnknown(hosts, ctx.AllowedHosts) {
+			return false
+		}
 	}
 	if k.redir != nil && !anyRedir(c.Redirs, k.redir, func(Redirect) bool { return true }) {
 		return false
@@ -348,22 +499,19 @@ func (k *cond) match(c *Call, ctx EvalContext, hit []string) bool {
 	if k.rout != nil && !anyRedir(c.Redirs, k.rout, func(r Redirect) bool { return r.Write }) {
 		return false
 	}
+	if k.rtrunc != nil && !anyRedir(c.Redirs, k.rtrunc, Redirect.truncates) {
+		return false
+	}
 	if k.assign != nil && !anyRE(k.assign, c.Assigns) {
 		return false
 	}
-	if k.host != nil || k.unknownHost {
-		hosts := Hosts(c.Args)
-		if k.host != nil && !anyRE(k.host, hosts) {
-			return false
-		}
-		if k.unknownHost && !anyUnknown(hosts, ctx.AllowedHosts) {
+	for _, x := range k.args {
+		if !anyRE(x, c.Args) {
 			return false
 		}
 	}
-	if len(k.decodedMatches) > 0 {
-		if !c.Decoded || !anyHit(k.decodedMatches, hit) {
-			return false
-		}
+	if k.argline != nil && !k.argline.MatchString(c.argline()) {
+		return false
 	}
 	return true
 }
@@ -461,7 +609,9 @@ func Hosts(args []string) []string {
 }
 
 func hostOf(s string) string {
-	if i := strings.IndexAny(s, "/?#"); i >= 0 {
+	// A URL inside inline code or JSON ends at a quote or bracket:
+	// "get('https://api.github.com').status" names api.github.com.
+	if i := strings.IndexAny(s, "/?#'\"()<>{}`\\ \t\n,;|"); i >= 0 {
 		s = s[:i]
 	}
 	if i := strings.LastIndexByte(s, '@'); i >= 0 {

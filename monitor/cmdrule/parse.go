@@ -3,8 +3,11 @@ package cmdrule
 import (
 	"fmt"
 	"path"
+	"regexp"
+	"slices"
 	"strings"
 
+	"mvdan.cc/sh/v3/expand"
 	"mvdan.cc/sh/v3/syntax"
 )
 
@@ -49,6 +52,27 @@ type Call struct {
 	Origin  string
 	Depth   int
 	Decoded bool // reached through a base64 or hex decoding
+
+	hostList  []string // Hosts(Args), computed on first use
+	hostsDone bool
+	joined    *string // Args joined by spaces, computed on first use
+}
+
+// argline returns the arguments joined by spaces, computed once.
+func (c *Call) argline() string {
+	if c.joined == nil {
+		s := strings.Join(c.Args, " ")
+		c.joined = &s
+	}
+	return *c.joined
+}
+
+// hosts returns Hosts(c.Args), computed once: several rules ask.
+func (c *Call) hosts() []string {
+	if !c.hostsDone {
+		c.hostList, c.hostsDone = Hosts(c.Args), true
+	}
+	return c.hostList
 }
 
 // Redirect is one redirection of a call.
@@ -57,6 +81,15 @@ type Redirect struct {
 	Target string // static text of the target word
 	Write  bool
 	Read   bool
+}
+
+// truncates reports whether the redirection empties its target first.
+func (r Redirect) truncates() bool {
+	switch r.Op {
+	case ">", ">|", "&>", ">&":
+		return r.Write
+	}
+	return false
 }
 
 // Parse analyses cmdline as a bash command line. Nested scripts that fail
@@ -79,6 +112,9 @@ type analyzer struct {
 	vars   map[string]string // statically known variable values
 	cmd    *Command
 	parses int
+	// ifsSplit records that the word being read holds an unquoted $IFS,
+	// which splits it into several words.
+	ifsSplit bool
 }
 
 // scope is what the walk knows about the script being walked.
@@ -224,13 +260,12 @@ func (a *analyzer) stageProgs(st *syntax.Stmt) []string {
 	syntax.Walk(st, func(n syntax.Node) bool {
 		switch n := n.(type) {
 		case *syntax.CallExpr:
-			argv := make([]string, 0, len(n.Args))
-			for _, w := range n.Args {
-				s, _ := a.word(w)
-				argv = append(argv, s)
-			}
+			argv, _ := a.words(n.Args)
 			if argv = unwrap(argv); len(argv) > 0 {
-				out = append(out, path.Base(argv[0]))
+				prog := path.Base(argv[0])
+				if !ignoresStdinCode(prog, argv[1:]) {
+					out = append(out, prog)
+				}
 			}
 			return false
 		case *syntax.CmdSubst, *syntax.ProcSubst:
@@ -246,12 +281,8 @@ func (a *analyzer) call(s *syntax.Stmt, x *syntax.CallExpr, sc scope) *Call {
 	for _, as := range x.Assigns {
 		c.Assigns = append(c.Assigns, a.assign(as, sc))
 	}
-	argv := make([]string, 0, len(x.Args))
-	for _, w := range x.Args {
-		t, dyn := a.word(w)
-		c.Dynamic = c.Dynamic || dyn
-		argv = append(argv, t)
-	}
+	argv, dyn := a.words(x.Args)
+	c.Dynamic = dyn
 	if len(x.Args) == 0 {
 		// Only assignment-only statements change the shell's own
 		// variables; "A=b cmd" sets A for cmd alone.
@@ -267,6 +298,9 @@ func (a *analyzer) call(s *syntax.Stmt, x *syntax.CallExpr, sc scope) *Call {
 		c.Program, c.Args = path.Base(argv[0]), argv[1:]
 	}
 	c.Redirs = a.redirs(s.Redirs, c, sc)
+	if c.Program == "tee" {
+		c.Redirs = append(c.Redirs, teeRedirs(c.Args)...)
+	}
 	a.add(c, sc)
 
 	// Substitutions inside arguments run before the call and, for <(...)
@@ -340,8 +374,36 @@ func (a *analyzer) redirs(rs []*syntax.Redirect, c *Call, sc scope) []Redirect {
 	return out
 }
 
+// teeRedirs returns tee's file operands as the write redirections they
+// amount to: "tee f" empties f like "> f", "tee -a f" appends like ">> f".
+// Rules on redirect_out and redirect_truncate then cover tee as well.
+func teeRedirs(args []string) []Redirect {
+	op := ">"
+	var files []string
+	opts := true
+	for _, a := range args {
+		switch {
+		case opts && a == "--":
+			opts = false
+		case opts && (a == "--append" || isShortFlags(a) && strings.IndexByte(a, 'a') > 0):
+			op = ">>"
+		case opts && strings.HasPrefix(a, "-") && a != "-":
+		default:
+			files = append(files, a)
+		}
+	}
+	out := make([]Redirect, len(files))
+	for i, f := range files {
+		out[i] = Redirect{Op: op, Target: f, Write: true}
+	}
+	return out
+}
+
 // substs walks the command and process substitutions inside w.
 func (a *analyzer) substs(w *syntax.Word, consumer string, sc scope) {
+	if plainParts(w.Parts) {
+		return // the common case; spares the walk and its closure
+	}
 	syntax.Walk(w, func(n syntax.Node) bool {
 		switch n := n.(type) {
 		case *syntax.CmdSubst:
@@ -394,6 +456,50 @@ func (a *analyzer) nested(c *Call, words []*syntax.Word, sc scope) {
 	}
 }
 
+// maxBraceWords bounds the words one brace expansion may produce, so
+// "{1..9}{1..9}{1..9}..." cannot blow up the analysis.
+const maxBraceWords = 16
+
+// words returns the static text of ws after brace expansion, which
+// turns "{cat,~/.ssh/id_rsa}" into two words as bash does, and whether
+// any part is only known at run time.
+func (a *analyzer) words(ws []*syntax.Word) ([]string, bool) {
+	out := make([]string, 0, len(ws))
+	dyn := false
+	for _, w := range ws {
+		// Split a copy: syntax.Walk, used on the same tree later, does
+		// not know the brace nodes SplitBraces inserts.
+		if bw := (&syntax.Word{Parts: slices.Clone(w.Parts)}); hasBrace(w) && syntax.SplitBraces(bw) {
+			n := 0
+			for bw, err := range expand.BracesSeq(nil, bw) {
+				if err != nil || n == maxBraceWords {
+					break
+				}
+				t, d := a.word(bw)
+				out, dyn, n = append(out, t), dyn || d, n+1
+			}
+			continue
+		}
+		a.ifsSplit = false
+		t, d := a.word(w)
+		if a.ifsSplit {
+			out, dyn = append(out, strings.Fields(t)...), dyn || d
+			continue
+		}
+		out, dyn = append(out, t), dyn || d
+	}
+	return out, dyn
+}
+
+func hasBrace(w *syntax.Word) bool {
+	for _, p := range w.Parts {
+		if l, ok := p.(*syntax.Lit); ok && strings.IndexByte(l.Value, '{') >= 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // word returns the static text of w with quoting and escaping resolved,
 // and whether some part of it can only be known at run time.
 func (a *analyzer) word(w *syntax.Word) (string, bool) {
@@ -432,6 +538,15 @@ func (a *analyzer) part(b *strings.Builder, p syntax.WordPart, quoted bool) (dyn
 		if p.Param == nil {
 			return true
 		}
+		if p.Param.Value == "IFS" && simpleParam(p) {
+			if _, set := a.vars["IFS"]; !set {
+				// "cat${IFS}~/.ssh/id_rsa": the default IFS, and
+				// unquoted it splits the word as a space would.
+				b.WriteByte(' ')
+				a.ifsSplit = a.ifsSplit || !quoted
+				return false
+			}
+		}
 		if simpleParam(p) {
 			if v, ok := a.vars[p.Param.Value]; ok {
 				b.WriteString(v)
@@ -444,6 +559,23 @@ func (a *analyzer) part(b *strings.Builder, p syntax.WordPart, quoted bool) (dyn
 		return true
 	}
 	return dyn
+}
+
+// plainParts reports whether parts are only literals and quoted
+// literals, which hold no substitution.
+func plainParts(parts []syntax.WordPart) bool {
+	for _, p := range parts {
+		switch p := p.(type) {
+		case *syntax.Lit, *syntax.SglQuoted:
+		case *syntax.DblQuoted:
+			if !plainParts(p.Parts) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func simpleParam(p *syntax.ParamExp) bool {
@@ -588,6 +720,95 @@ func isShortFlags(arg string) bool {
 	return true
 }
 
+// interpreter describes how an interpreter's short options read: code
+// letters give it its program in the arguments (inline code, or a
+// module or file for prog letters), valued letters take a value
+// attached or as the next argument, attached letters only attached.
+type interpreter struct{ code, prog, valued, attached string }
+
+var interpreters = map[string]interpreter{
+	"sh":     {code: "c", valued: "oO"},
+	"python": {code: "c", prog: "m", valued: "WX"},
+	"perl":   {code: "eE", attached: "MmIilF0CdDxV"},
+	"ruby":   {code: "e", valued: "CIEr", attached: "0FWTXKxdl"},
+	"php":    {code: "r", prog: "f", valued: "cdz"},
+	"node":   {code: "ep", valued: "r"},
+	"lua":    {code: "e", valued: "l"},
+}
+
+func interpreterOf(prog string) (interpreter, bool) {
+	switch {
+	case isShell(prog):
+		return interpreters["sh"], true
+	case prog == "nodejs" || prog == "deno" || prog == "bun":
+		return interpreters["node"], true
+	}
+	in, ok := interpreters[strings.TrimRight(prog, "0123456789.")]
+	return in, ok
+}
+
+// codeCallRE recognises inline code that runs what it reads, such as
+// python -c "exec(sys.stdin.read())" or perl -e 'eval <STDIN>'.
+var codeCallRE = regexp.MustCompile(`\b(exec|eval|system|popen|spawn|compile|Function|execSync|instance_eval)\b`)
+
+// ignoresStdinCode reports whether a pipeline stage takes its program
+// from its arguments (a script file, a module, inline code that does not
+// evaluate its input), so that data piped into it is processed, not run:
+// "curl x | python3 -m json.tool" is not "curl x | python3". Shells
+// given -c keep counting: their script is analysed separately and may
+// read standard input in ways this cannot see.
+func ignoresStdinCode(prog string, args []string) bool {
+	in, ok := interpreterOf(prog)
+	if !ok {
+		return false
+	}
+	shell := isShell(prog)
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return i+1 < len(args) && !isStdinPath(args[i+1])
+		case isStdinPath(a):
+			return false
+		case a == "--eval" || a == "--print" || a == "--command":
+			return i+1 < len(args) && !codeCallRE.MatchString(args[i+1])
+		case strings.HasPrefix(a, "--"):
+		case len(a) > 1 && (a[0] == '-' || shell && a[0] == '+'):
+			letters := a[1:]
+		cluster:
+			for j := 0; j < len(letters); j++ {
+				l, rest := letters[j], letters[j+1:]
+				switch {
+				case shell && (l == 'c' || l == 's'):
+					return false
+				case strings.IndexByte(in.prog, l) >= 0:
+					return true
+				case strings.IndexByte(in.code, l) >= 0:
+					code := rest
+					if code == "" && i+1 < len(args) {
+						code = args[i+1]
+					}
+					return !codeCallRE.MatchString(code)
+				case strings.IndexByte(in.valued, l) >= 0:
+					if rest == "" {
+						i++ // the value is the next argument
+					}
+					break cluster
+				case strings.IndexByte(in.attached, l) >= 0:
+					break cluster // the rest of the cluster is the value
+				}
+			}
+		default:
+			return true // a script file
+		}
+	}
+	return false
+}
+
+func isStdinPath(a string) bool {
+	return a == "-" || a == "/dev/stdin" || a == "/dev/fd/0" || a == "/proc/self/fd/0"
+}
+
 // unwrap strips launchers that run their operand as a command, so that
 // "sudo -u root env X=1 nohup curl ..." is seen as curl.
 func unwrap(argv []string) []string {
@@ -607,6 +828,10 @@ func unwrap(argv []string) []string {
 			valued = "a"
 		case "timeout":
 			valued = "sk"
+		case "xargs":
+			// "curl x | xargs -0 bash -c": the input becomes arguments
+			// of the command xargs runs.
+			valued = "IdEeLlnPsa"
 		case "stdbuf", "nohup", "setsid", "builtin", "busybox":
 		case "command":
 			for _, a := range argv[1:] {
