@@ -33,7 +33,7 @@ type Monitor struct {
 // FileAccess configures credential-file access tracking (fanotify).
 type FileAccess struct {
 	// Enabled watches each cell's OpenClaw credentials and state, .env,
-	// ~/.ssh and ~/.aws, and clawhold's data dir (default true).
+	// ~/.ssh and ~/.aws, and clawhold's root key file (default true).
 	Enabled bool `yaml:"enabled"`
 	// Paths are extra absolute paths to watch.
 	Paths []string `yaml:"paths"`

@@ -208,6 +208,14 @@ func (in *Instance) EnsureTenant(ctx context.Context, tenant string) error {
 	if err := store.ValidTenantName(tenant); err != nil {
 		return err
 	}
+	// The database first, registration second: a running clawhold up
+	// opens every registered tenant's database at once (its monitor), and
+	// must never open one this process is still creating. (Two SQLite
+	// processes racing over a new file's switch to WAL can leave one
+	// writing to a WAL the other has unlinked, invisible to everyone.)
+	if _, err := in.Store.Tenant(ctx, tenant); err != nil {
+		return err
+	}
 	sys, err := in.Store.System(ctx)
 	if err != nil {
 		return err
@@ -220,8 +228,7 @@ func (in *Instance) EnsureTenant(ctx context.Context, tenant string) error {
 	if err != nil {
 		return fmt.Errorf("registering tenant %s: %w", tenant, err)
 	}
-	_, err = in.Store.Tenant(ctx, tenant)
-	return err
+	return nil
 }
 
 // RemoveTenant deletes tenant: its registration, its database (or

@@ -125,6 +125,17 @@ func Run(ctx context.Context, o Options) error {
 
 	rec := newRecorders(ctx, in, log)
 	defer rec.close()
+	mon, err := newMonitoring(ctx, in, oc, o.Exe, rec, o.Stderr, log)
+	if err != nil {
+		return err
+	}
+	if mon.files != nil {
+		rec.onEvent = func(tenant string, ev events.Event) {
+			if ev.Type == cell.EventReady {
+				go mon.files.cellReady(tenant)
+			}
+		}
+	}
 
 	policies, err := egress.PoliciesFromConfig(cfg.Egress)
 	if err != nil {
@@ -187,6 +198,16 @@ func Run(ctx context.Context, o Options) error {
 		}
 		if err := backup.RunSchedule(runCtx, in, bo); err != nil && !errors.Is(err, context.Canceled) {
 			log.Warn("up: backup schedule stopped", "err", err)
+		}
+	}()
+
+	// Monitoring (issue 9): ship events into the sealed audit logs, detect,
+	// alert.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := mon.run(runCtx); err != nil && !errors.Is(err, context.Canceled) {
+			log.Warn("up: monitoring stopped", "err", err)
 		}
 	}()
 
@@ -361,6 +382,9 @@ type recorders struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	m   map[string]*events.Recorder
+	// onEvent, when set, sees every event as it is queued (set before
+	// anything records).
+	onEvent func(tenant string, ev events.Event)
 }
 
 func newRecorders(ctx context.Context, in *instance.Instance, log *slog.Logger) *recorders {
@@ -368,8 +392,11 @@ func newRecorders(ctx context.Context, in *instance.Instance, log *slog.Logger) 
 }
 
 func (r *recorders) add(tenant string, ev events.Event) {
-	if store.ValidTenantName(tenant) != nil {
+	if store.ValidTenantName(tenant) != nil && tenant != instance.SystemTenant {
 		return
+	}
+	if r.onEvent != nil {
+		r.onEvent(tenant, ev)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

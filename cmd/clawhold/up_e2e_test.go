@@ -33,8 +33,8 @@ import (
 	"github.com/clawhold/clawhold/frontdoor/proxy"
 	"github.com/clawhold/clawhold/frontdoor/tlsconf"
 	"github.com/clawhold/clawhold/instance"
+	"github.com/clawhold/clawhold/monitor/auditlog"
 	"github.com/clawhold/clawhold/openclaw/openclawtest"
-	"github.com/clawhold/clawhold/store"
 )
 
 // TestUp is the end-to-end test of `clawhold up` on a fresh data dir with
@@ -79,8 +79,9 @@ func testUp(t *testing.T, encrypted bool) {
 	})
 	overlayPath := filepath.Join(dir, "openclaw-overlay.json")
 	os.WriteFile(overlayPath, overlay, 0o600)
+	sinks, alertsYAML := startMonitorSinks(t, dir)
 	cfgPath := filepath.Join(dir, "clawhold.yaml")
-	os.WriteFile(cfgPath, []byte(fmt.Sprintf(`frontdoor:
+	os.WriteFile(cfgPath, []byte(alertsYAML+fmt.Sprintf(`frontdoor:
   listen: 127.0.0.1:%d
   http_listen: ""
   public_url: %s
@@ -161,6 +162,7 @@ egress:
 	const acmeKey, globexKey = "sk-acme-0123456789abcdef", "sk-globex-fedcba9876543210"
 	run(acmeKey, "secrets", "set", "--tenant", "acme", "model-key")
 	run(globexKey, "secrets", "set", "--tenant", "globex", "model-key")
+	sinks.storeSecrets(run)
 	if list := run("", "tenants", "list"); !strings.Contains(list, "acme") || !strings.Contains(list, "globex") {
 		t.Fatalf("tenants list:\n%s", list)
 	}
@@ -238,6 +240,10 @@ egress:
 		if !regexp.MustCompile(`ls_exit=[12]\b`).MatchString(result) {
 			t.Errorf("listing the other tenant's home from inside the cell must fail: %s", result)
 		}
+	})
+
+	t.Run("a command in the cell is detected and alerted by webhook and mail within 2 s; a credential-file read is attributed", func(t *testing.T) {
+		checkMonitoring(t, data, inst.Node, alice, model, sinks)
 	})
 
 	var backupID string
@@ -441,6 +447,15 @@ egress:
 			if pids := processesOf(cell.IDsFor(tenant).UID); len(pids) > 0 {
 				t.Errorf("cell %s left processes %v", tenant, pids)
 			}
+		}
+	})
+
+	t.Run("the audit logs verify, and hold the alerts", func(t *testing.T) {
+		if out := run("", "logs", "verify"); !strings.Contains(out, "acme") {
+			t.Errorf("logs verify:\n%s", out)
+		}
+		if out := run("", "logs", "query", "--tenant", "acme", "--type", "alert"); !strings.Contains(out, "cmd.download-exec") {
+			t.Errorf("logs query --type alert:\n%s", out)
 		}
 	})
 
@@ -715,23 +730,38 @@ func describe(auths []string) []string {
 	return out
 }
 
-// tenantEvents reads a tenant's events from its database while up runs.
+// tenantEvents reads a tenant's events while up runs: its audit log
+// (where up's monitor moves them) and what is still waiting in the raw
+// event table.
 func tenantEvents(t *testing.T, data, tenant string) []events.Event {
 	t.Helper()
-	st, err := store.OpenSQLite(data)
+	ctx := context.Background()
+	in, err := instance.Open(ctx, instance.Options{DataDir: data})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	db, err := st.Tenant(context.Background(), tenant)
+	defer in.Close()
+	db, err := in.DB(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	evs, err := events.List(context.Background(), db, events.Filter{Limit: 100000})
+	kr, err := in.Keyring(ctx, tenant)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return evs
+	recs, err := auditlog.Open(db, kr, tenant, auditlog.Options{}).Query(ctx, auditlog.Filter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []events.Event
+	for _, r := range recs {
+		evs = append(evs, events.Event{ID: r.Seq, Time: r.Time, Type: r.Type, Actor: r.Actor, Subject: r.Subject, Detail: r.Detail})
+	}
+	raw, err := events.List(ctx, db, events.Filter{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(evs, raw...)
 }
 
 func countEvents(t *testing.T, data, tenant, typ string) int {

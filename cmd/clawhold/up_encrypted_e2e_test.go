@@ -503,6 +503,11 @@ func waitEventWithin(t *testing.T, data, tenant string, within time.Duration, ma
 			}
 		}
 	}
-	t.Fatalf("no matching event of %s within %v", tenant, within)
+	evs := tenantEvents(t, data, tenant)
+	var last []string
+	for _, e := range evs[max(0, len(evs)-15):] {
+		last = append(last, fmt.Sprintf("%d %s %s %s", e.ID, e.Time.Format("15:04:05.000"), e.Type, e.Subject))
+	}
+	t.Fatalf("no matching event of %s within %v; %d events, the last:\n%s", tenant, within, len(evs), strings.Join(last, "\n"))
 	return events.Event{}
 }

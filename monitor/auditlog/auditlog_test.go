@@ -722,35 +722,75 @@ func flipLast(t *testing.T, e *env, seq int64) []byte {
 	return b
 }
 
-// BenchmarkAppend measures sealing and chaining: batches of 512 records
-// into SQLite on disk.
+// BenchmarkAppend measures sealing and chaining, batches of 512 records
+// into SQLite on disk, side by side with the same batches written to the
+// raw events table (no sealing, no chain: the cost clawhold adds) and with
+// Ship (raw rows read, sealed, chained, inserted and deleted: the path
+// every event takes in clawhold up).
 func BenchmarkAppend(b *testing.B) {
 	ctx := context.Background()
-	dir := b.TempDir()
-	os.Chmod(dir, 0o700)
-	st, err := store.OpenSQLite(dir)
-	if err != nil {
-		b.Fatal(err)
+	open := func(b *testing.B) (*store.DB, *Log) {
+		dir := b.TempDir()
+		os.Chmod(dir, 0o700)
+		st, err := store.OpenSQLite(dir)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { st.Close() })
+		db, err := st.Tenant(ctx, tenant)
+		if err != nil {
+			b.Fatal(err)
+		}
+		kr, err := keys.OpenKeyring(ctx, db, keystest.NewRoot(b), tenant, keys.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return db, Open(db, kr, tenant, Options{})
 	}
-	defer st.Close()
-	db, err := st.Tenant(ctx, tenant)
-	if err != nil {
-		b.Fatal(err)
-	}
-	kr, err := keys.OpenKeyring(ctx, db, keystest.NewRoot(b), tenant, keys.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	l := Open(db, kr, tenant, Options{})
 	batch := make([]events.Event, 512)
 	for i := range batch {
 		batch[i] = sample(i)
 	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, err := l.Append(ctx, batch...); err != nil {
-			b.Fatal(err)
-		}
+	raw := func(db *store.DB) error {
+		return db.Update(ctx, func(tx *store.Tx) error {
+			for _, ev := range batch {
+				if err := events.AppendTx(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
-	b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
+	b.Run("raw-events", func(b *testing.B) {
+		db, _ := open(b)
+		for b.Loop() {
+			if err := raw(db); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("sealed-chained", func(b *testing.B) {
+		_, l := open(b)
+		for b.Loop() {
+			if _, err := l.Append(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
+	})
+	b.Run("ship", func(b *testing.B) {
+		db, l := open(b)
+		for b.Loop() {
+			b.StopTimer()
+			if err := raw(db); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if n, err := l.Ship(ctx); err != nil || n != len(batch) {
+				b.Fatal(n, err)
+			}
+		}
+		b.ReportMetric(float64(b.N*len(batch))/b.Elapsed().Seconds(), "records/s")
+	})
 }

@@ -17,6 +17,13 @@
 // "write") comes from the matching close event (FAN_CLOSE_WRITE vs
 // FAN_CLOSE_NOWRITE, the file's open mode), and an open still held after
 // Options.OpenTimeout is reported from the opener's /proc/<pid>/fdinfo.
+//
+// Do not watch files the watching process itself holds POSIX (fcntl)
+// locks on, such as its own SQLite databases: fanotify hands over a
+// descriptor of the file with each event, and closing any descriptor of a
+// file drops every POSIX lock the process holds on it. SQLite then loses
+// its locks without knowing, and another process closing the database can
+// delete the WAL this one still writes to.
 package fileaccess
 
 import (
