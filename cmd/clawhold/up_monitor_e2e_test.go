@@ -1,10 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +24,7 @@ import (
 // accepts only correctly signed alerts and a real SMTP server that offers
 // STARTTLS with a certificate clawhold is told to trust.
 type monitorSinks struct {
-	hook *alerttest.Webhook
+	hook *webhookReceiver
 	mail *alerttest.MailServer
 	// Secrets to store (system tenant) once the data dir exists.
 	hookKey, mailPassword string
@@ -27,7 +32,7 @@ type monitorSinks struct {
 
 func startMonitorSinks(t *testing.T, dir string) (*monitorSinks, string) {
 	s := &monitorSinks{hookKey: "e2e-hook-key-0123456789abcdef0123", mailPassword: "e2e-smtp-password"}
-	s.hook = alerttest.StartWebhook(t, []byte(s.hookKey))
+	s.hook = startWebhook(t, []byte(s.hookKey))
 	s.mail = alerttest.StartMailServer(t, true, "alerts", s.mailPassword)
 	ca := filepath.Join(dir, "mail-ca.pem")
 	s.mail.WriteCA(t, ca)
@@ -47,7 +52,7 @@ func startMonitorSinks(t *testing.T, dir string) (*monitorSinks, string) {
       username: alerts
       secret: alert-smtp-password
       min_severity: high
-`, s.hook.URL, s.mail.Addr, ca)
+`, s.hook.url, s.mail.Addr, ca)
 	return s, yaml
 }
 
@@ -81,7 +86,7 @@ func checkMonitoring(t *testing.T, data, node string, alice *doorClient, model *
 	}
 
 	isDownloadExec := func(a alert.Alert) bool { return a.Rule == "cmd.download-exec" && a.Tenant == "acme" }
-	got := sinks.hook.Wait(t, 30*time.Second, isDownloadExec)
+	got := sinks.hook.wait(t, 30*time.Second, isDownloadExec)
 	a := got.Alert
 	if a.Severity < alert.High || a.Technique == "" || !strings.Contains(fmt.Sprint(a.Evidence["command"]), "payload.evil.invalid") {
 		t.Errorf("webhook alert: %+v", a)
@@ -131,7 +136,7 @@ func checkMonitoring(t *testing.T, data, node string, alice *doorClient, model *
 		!strings.Contains(fmt.Sprint(ev.Detail["argv"]), cfgFile) || ev.Detail["pid"] == float64(0) {
 		t.Errorf("file.access of the config by cat: %+v (want unexpected read by uid %v with argv)", ev.Detail, uid)
 	}
-	sinks.hook.Wait(t, 30*time.Second, func(a alert.Alert) bool {
+	sinks.hook.wait(t, 30*time.Second, func(a alert.Alert) bool {
 		return a.Rule == "file.unexpected_access" && a.Tenant == "acme" && a.Subject == cfgFile
 	})
 	ev = waitEventWithin(t, data, "acme", 30*time.Second, func(e events.Event) bool {
@@ -147,7 +152,83 @@ func checkMonitoring(t *testing.T, data, node string, alice *doorClient, model *
 			t.Errorf("the gateway's own access flagged: %+v", e)
 		}
 	}
-	if n := sinks.hook.Rejected(); n > 0 {
+	if n := sinks.hook.rejectedCount(); n > 0 {
 		t.Errorf("the webhook rejected %d deliveries with bad signatures", n)
 	}
+}
+
+// delivery is one webhook request the receiver accepted.
+type delivery struct {
+	Alert alert.Alert
+	At    time.Time
+}
+
+// webhookReceiver is an HTTP receiver that accepts only requests whose signature
+// verifies under its key (alert.VerifyWebhook) and counts the rest.
+type webhookReceiver struct {
+	url string
+
+	key []byte
+
+	mu       sync.Mutex
+	got      []delivery
+	rejected int
+}
+
+// startWebhook starts a receiver on 127.0.0.1 for key.
+func startWebhook(t testing.TB, key []byte) *webhookReceiver {
+	t.Helper()
+	w := &webhookReceiver{key: key}
+	srv := httptest.NewServer(http.HandlerFunc(w.serve))
+	t.Cleanup(srv.Close)
+	w.url = srv.URL + "/hook"
+	return w
+}
+
+func (w *webhookReceiver) serve(rw http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	at := time.Now()
+	if err == nil {
+		err = alert.VerifyWebhook(w.key, r.Header.Get(alert.TimestampHeader), r.Header.Get(alert.SignatureHeader), body, at, 0)
+	}
+	var a alert.Alert
+	if err == nil {
+		err = json.Unmarshal(body, &a)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err != nil {
+		w.rejected++
+		http.Error(rw, "rejected", http.StatusUnauthorized)
+		return
+	}
+	w.got = append(w.got, delivery{Alert: a, At: at})
+}
+
+// deliveries returns the accepted alerts so far.
+func (w *webhookReceiver) deliveries() []delivery {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]delivery(nil), w.got...)
+}
+
+// rejected_ counts requests whose signature did not verify.
+func (w *webhookReceiver) rejectedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.rejected
+}
+
+// wait returns the first delivery match accepts, failing t after within.
+func (w *webhookReceiver) wait(t testing.TB, within time.Duration, match func(alert.Alert) bool) delivery {
+	t.Helper()
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		for _, d := range w.deliveries() {
+			if match(d.Alert) {
+				return d
+			}
+		}
+	}
+	t.Fatalf("no matching alert at the webhook within %v; got %d (%d rejected)", within, len(w.deliveries()), w.rejectedCount())
+	return delivery{}
 }

@@ -1,6 +1,7 @@
-// Package alerttest runs real alert receivers on loopback for tests: an
-// SMTP server (emersion/go-smtp) offering STARTTLS with a certificate of
-// its own, and a webhook receiver that checks every signature.
+// Package alerttest runs a real mail server on loopback for tests of alert
+// delivery: emersion/go-smtp offering STARTTLS with a certificate of its
+// own and AUTH PLAIN (in plaintext too, so a client that would send its
+// password without TLS is caught).
 package alerttest
 
 import (
@@ -10,13 +11,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"sync"
 	"testing"
@@ -24,8 +22,6 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
-
-	"github.com/clawhold/clawhold/monitor/alert"
 )
 
 // Mail is one message the server accepted.
@@ -196,80 +192,4 @@ func selfSigned(t testing.TB, cn string) (tls.Certificate, []byte) {
 		t.Fatal(err)
 	}
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
-// Delivery is one webhook request the receiver accepted.
-type Delivery struct {
-	Alert alert.Alert
-	At    time.Time
-}
-
-// Webhook is an HTTP receiver that accepts only requests whose signature
-// verifies under its key (alert.VerifyWebhook) and counts the rest.
-type Webhook struct {
-	URL string
-
-	key []byte
-
-	mu       sync.Mutex
-	got      []Delivery
-	rejected int
-}
-
-// StartWebhook starts a receiver on 127.0.0.1 for key.
-func StartWebhook(t testing.TB, key []byte) *Webhook {
-	t.Helper()
-	w := &Webhook{key: key}
-	srv := httptest.NewServer(http.HandlerFunc(w.serve))
-	t.Cleanup(srv.Close)
-	w.URL = srv.URL + "/hook"
-	return w
-}
-
-func (w *Webhook) serve(rw http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	at := time.Now()
-	if err == nil {
-		err = alert.VerifyWebhook(w.key, r.Header.Get(alert.TimestampHeader), r.Header.Get(alert.SignatureHeader), body, at, 0)
-	}
-	var a alert.Alert
-	if err == nil {
-		err = json.Unmarshal(body, &a)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if err != nil {
-		w.rejected++
-		http.Error(rw, "rejected", http.StatusUnauthorized)
-		return
-	}
-	w.got = append(w.got, Delivery{Alert: a, At: at})
-}
-
-// Deliveries returns the accepted alerts so far.
-func (w *Webhook) Deliveries() []Delivery {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]Delivery(nil), w.got...)
-}
-
-// Rejected counts requests whose signature did not verify.
-func (w *Webhook) Rejected() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.rejected
-}
-
-// Wait returns the first delivery match accepts, failing t after within.
-func (w *Webhook) Wait(t testing.TB, within time.Duration, match func(alert.Alert) bool) Delivery {
-	t.Helper()
-	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		for _, d := range w.Deliveries() {
-			if match(d.Alert) {
-				return d
-			}
-		}
-	}
-	t.Fatalf("no matching alert at the webhook within %v; got %d (%d rejected)", within, len(w.Deliveries()), w.Rejected())
-	return Delivery{}
 }
