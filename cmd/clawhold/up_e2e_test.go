@@ -818,19 +818,22 @@ func processesOf(uid int) []int {
 			}
 		}
 	}
+	// ReadDir sorts by name: "100234" before "98765".
+	slices.Sort(out)
 	return out
 }
 
-// gatewayPID finds the cell's gateway: the first node process running as
-// the cell's uid (the sandbox's init is clawhold, the gateway's workers
-// start later).
+// gatewayPID finds the cell's gateway: the node process running as the
+// cell's uid whose parent is not node (the sandbox's init is clawhold; the
+// gateway's own node children, such as `npm root -g`, have it as parent).
 func gatewayPID(t *testing.T, uid int, node string) int {
 	t.Helper()
 	var names []string
+	exeOf := func(pid int) string { exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); return exe }
 	for _, pid := range processesOf(uid) {
-		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		exe := exeOf(pid)
 		names = append(names, fmt.Sprintf("%d:%s", pid, exe))
-		if exe == node {
+		if exe == node && exeOf(parentPID(pid)) != node {
 			return pid
 		}
 	}
@@ -916,4 +919,16 @@ func (m *probeModel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "data: %s\n\n", b)
 	}
 	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+// parentPID reads pid's parent from /proc, or 0.
+func parentPID(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "PPid:" {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
 }
