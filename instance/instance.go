@@ -85,23 +85,30 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 		return nil, err
 	}
 	dir := datadir.Resolve(opts.DataDir, cfg)
+	rk := cfg.RootKey
+	missingKey := false
+	if rk.Backend == "file" || rk.Backend == "" {
+		path := cfg.RootKeyFile(dir)
+		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+			// Before creating the data dir: a command run on the wrong
+			// host or with a typo in --data-dir leaves nothing behind.
+			if !opts.CreateRootKey {
+				return nil, fmt.Errorf("%w: no root key at %s: run `clawhold init` to generate one, or configure root_key.backend (see docs/config.md)", ErrNotInitialized, path)
+			}
+			missingKey = true
+		}
+	}
 	if err := datadir.Ensure(dir); err != nil {
 		return nil, err
 	}
 	in := &Instance{Config: cfg, DataDir: dir, Logger: logger, policy: policy, keyrings: map[string]*keys.Keyring{}}
 
-	rk := cfg.RootKey
-	if rk.Backend == "file" || rk.Backend == "" {
+	if missingKey {
 		path := cfg.RootKeyFile(dir)
-		if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
-			if !opts.CreateRootKey {
-				return nil, fmt.Errorf("%w: no root key at %s: run `clawhold init` to generate one, or configure root_key.backend (see docs/config.md)", ErrNotInitialized, path)
-			}
-			if err := kms.GenerateFile(path); err != nil {
-				return nil, fmt.Errorf("generating root key: %w", err)
-			}
-			in.CreatedRootKey = path
+		if err := kms.GenerateFile(path); err != nil {
+			return nil, fmt.Errorf("generating root key: %w", err)
 		}
+		in.CreatedRootKey = path
 	}
 	if in.Root, err = kms.Open(ctx, rk, dir); err != nil {
 		return nil, err

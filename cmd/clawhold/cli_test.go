@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -362,4 +363,19 @@ func TestRewrapRootRotatesLocalRootKey(t *testing.T) {
 	}
 	// Repeating the move is harmless.
 	mustRun(t, "", "--data-dir", d, "--config", newCfg, "keys", "rewrap-root", "--old-config", oldCfg)
+}
+
+// A command on a data dir that was never initialised says so and leaves
+// nothing behind (a typo in --data-dir must not create directories).
+func TestNotInitializedCreatesNothing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "typo", "data")
+	for _, args := range [][]string{{"secrets", "list"}, {"logs", "query"}, {"baselines", "show"}} {
+		_, _, err := run(t, "", append([]string{"--data-dir", dir}, args...)...)
+		if err == nil || !strings.Contains(err.Error(), "not initialized") {
+			t.Errorf("%v: %v, want not initialized", args, err)
+		}
+		if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%v created %s: %v", args, filepath.Dir(dir), err)
+		}
+	}
 }
