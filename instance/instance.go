@@ -61,6 +61,8 @@ type Instance struct {
 
 	mu       sync.Mutex
 	keyrings map[string]*keys.Keyring
+	signer   *auditlog.Signer
+	logs     map[string]*auditlog.Log
 }
 
 // Open loads the configuration, checks the data directory's permissions and
@@ -101,7 +103,8 @@ func Open(ctx context.Context, opts Options) (*Instance, error) {
 	if err := datadir.Ensure(dir); err != nil {
 		return nil, err
 	}
-	in := &Instance{Config: cfg, DataDir: dir, Logger: logger, policy: policy, keyrings: map[string]*keys.Keyring{}}
+	in := &Instance{Config: cfg, DataDir: dir, Logger: logger, policy: policy,
+		keyrings: map[string]*keys.Keyring{}, logs: map[string]*auditlog.Log{}}
 
 	if missingKey {
 		path := cfg.RootKeyFile(dir)
@@ -263,6 +266,7 @@ func (in *Instance) RemoveTenant(ctx context.Context, tenant string) error {
 	}
 	in.mu.Lock()
 	delete(in.keyrings, tenant)
+	delete(in.logs, tenant)
 	in.mu.Unlock()
 	// The log's checkpoints outside the database are kept as evidence, but
 	// out of the way of a new tenant of the same name.
@@ -329,6 +333,65 @@ func (in *Instance) Secrets(ctx context.Context, tenant string) (*secrets.Store,
 		return nil, err
 	}
 	return secrets.New(db, k), nil
+}
+
+// AuditLog returns tenant's audit log ("system" for the system's), opened
+// once, with the installation's checkpoint signer (its key sealed by the
+// system keyring) and checkpoint file.
+func (in *Instance) AuditLog(ctx context.Context, tenant string) (*auditlog.Log, error) {
+	in.mu.Lock()
+	l, ok := in.logs[tenant]
+	in.mu.Unlock()
+	if ok {
+		return l, nil
+	}
+	signer, err := in.auditSigner(ctx)
+	if err != nil {
+		return nil, err
+	}
+	db, err := in.db(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := in.Keyring(ctx, tenant)
+	if err != nil {
+		return nil, err
+	}
+	l = auditlog.Open(db, kr, tenant, auditlog.Options{
+		Signer: signer, CheckpointFile: auditlog.CheckpointPath(in.DataDir, tenant), Logger: in.Logger})
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if prev, ok := in.logs[tenant]; ok {
+		return prev, nil
+	}
+	in.logs[tenant] = l
+	return l, nil
+}
+
+func (in *Instance) auditSigner(ctx context.Context) (*auditlog.Signer, error) {
+	in.mu.Lock()
+	s := in.signer
+	in.mu.Unlock()
+	if s != nil {
+		return s, nil
+	}
+	db, err := in.db(ctx, SystemTenant)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := in.Keyring(ctx, SystemTenant)
+	if err != nil {
+		return nil, err
+	}
+	if s, err = auditlog.LoadSigner(ctx, db, kr); err != nil {
+		return nil, err
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.signer == nil {
+		in.signer = s
+	}
+	return in.signer, nil
 }
 
 // DB exposes tenant's database (events, status).

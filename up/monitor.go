@@ -20,7 +20,6 @@ import (
 	"github.com/clawhold/clawhold/monitor"
 	"github.com/clawhold/clawhold/monitor/alert"
 	"github.com/clawhold/clawhold/monitor/anomaly"
-	"github.com/clawhold/clawhold/monitor/auditlog"
 	"github.com/clawhold/clawhold/monitor/cmdrule"
 	"github.com/clawhold/clawhold/monitor/fileaccess"
 	"github.com/clawhold/clawhold/openclaw"
@@ -31,14 +30,10 @@ import (
 // alert sinks and credential-file tracking.
 type monitoring struct {
 	in     *instance.Instance
-	signer *auditlog.Signer
 	mon    *monitor.Monitor
 	alerts *alert.Dispatcher
 	locate io.Closer
 	files  *fileWatch // nil when monitor.file_access is off or unavailable
-
-	mu   sync.Mutex
-	logs map[string]*auditlog.Log
 }
 
 // newMonitoring builds the monitor from the config. A bad rule file or
@@ -46,18 +41,6 @@ type monitoring struct {
 // a warning (tracking degrades, detection does not stop).
 func newMonitoring(ctx context.Context, in *instance.Instance, oc *openclaw.Install, exe string, rec *recorders, stderr io.Writer, log *slog.Logger) (*monitoring, error) {
 	cfg := in.Config
-	sys, err := in.DB(ctx, instance.SystemTenant)
-	if err != nil {
-		return nil, err
-	}
-	kr, err := in.Keyring(ctx, instance.SystemTenant)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := auditlog.LoadSigner(ctx, sys, kr)
-	if err != nil {
-		return nil, err
-	}
 	rules, err := cmdrule.Load(cmdrule.DefaultRules(), cfg.Monitor.Rules, cfg.Monitor.DisableRules)
 	if err != nil {
 		return nil, fmt.Errorf("monitor.rules: %w", err)
@@ -76,7 +59,7 @@ func newMonitoring(ctx context.Context, in *instance.Instance, oc *openclaw.Inst
 	for _, err := range alert.Unresolved(routes) {
 		fmt.Fprintf(stderr, "clawhold up: WARNING: %v; alerts to this sink fail until it is stored\n", err)
 	}
-	m := &monitoring{in: in, signer: signer, logs: map[string]*auditlog.Log{}}
+	m := &monitoring{in: in}
 	m.alerts = alert.NewDispatcher(alert.Options{
 		Routes: routes, DedupeWindow: time.Duration(cfg.Alerts.DedupeWindow), RateLimit: cfg.Alerts.RateLimit, Logger: log,
 		OnError: func(sink string, a alert.Alert, err error) {
@@ -101,7 +84,7 @@ func newMonitoring(ctx context.Context, in *instance.Instance, oc *openclaw.Inst
 		ao.Locate, m.locate = loc.Locate, loc
 	}
 	m.mon = monitor.New(monitor.Options{
-		Log: m.log,
+		Log: in.AuditLog,
 		Tenants: func(ctx context.Context) ([]string, error) {
 			ts, err := in.Tenants(ctx)
 			return append([]string{instance.SystemTenant}, ts...), err
@@ -124,26 +107,6 @@ func newMonitoring(ctx context.Context, in *instance.Instance, oc *openclaw.Inst
 		}
 	}
 	return m, nil
-}
-
-// log returns tenant's audit log, opened once.
-func (m *monitoring) log(ctx context.Context, tenant string) (*auditlog.Log, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if l, ok := m.logs[tenant]; ok {
-		return l, nil
-	}
-	db, err := m.in.DB(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	kr, err := m.in.Keyring(ctx, tenant)
-	if err != nil {
-		return nil, err
-	}
-	l := auditlog.Open(db, kr, tenant, auditlog.Options{Signer: m.signer, CheckpointFile: auditlog.CheckpointPath(m.in.DataDir, tenant)})
-	m.logs[tenant] = l
-	return l, nil
 }
 
 // run follows the logs until ctx ends, then delivers what is queued.

@@ -79,33 +79,12 @@ func auditLogsFor(ctx context.Context, in *instance.Instance, tenant string) ([]
 	} else if err := in.CheckTenant(ctx, tenant); err != nil {
 		return nil, err
 	}
-	sysDB, err := in.DB(ctx, instance.SystemTenant)
-	if err != nil {
-		return nil, err
-	}
-	sysKR, err := in.Keyring(ctx, instance.SystemTenant)
-	if err != nil {
-		return nil, err
-	}
-	signer, err := auditlog.LoadSigner(ctx, sysDB, sysKR)
-	if err != nil {
-		return nil, err
-	}
 	var out []auditLog
 	for _, t := range tenants {
-		db, err := in.DB(ctx, t)
+		l, err := in.AuditLog(ctx, t)
 		if err != nil {
 			return nil, err
 		}
-		kr, err := in.Keyring(ctx, t)
-		if err != nil {
-			return nil, err
-		}
-		l := auditlog.Open(db, kr, t, auditlog.Options{
-			Signer:         signer,
-			CheckpointFile: auditlog.CheckpointPath(in.DataDir, t),
-			Logger:         in.Logger,
-		})
 		if _, err := l.Ship(ctx); err != nil {
 			return nil, err
 		}

@@ -741,15 +741,15 @@ func tenantEvents(t *testing.T, data, tenant string) []events.Event {
 		t.Fatal(err)
 	}
 	defer in.Close()
+	l, err := in.AuditLog(ctx, tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := l.Query(ctx, auditlog.Filter{Limit: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
 	db, err := in.DB(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, err := in.Keyring(ctx, tenant)
-	if err != nil {
-		t.Fatal(err)
-	}
-	recs, err := auditlog.Open(db, kr, tenant, auditlog.Options{}).Query(ctx, auditlog.Filter{Limit: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
