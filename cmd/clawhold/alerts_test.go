@@ -49,10 +49,13 @@ func (h *hookReceiver) received() ([]alert.Alert, []error) {
 	return append([]alert.Alert(nil), h.got...), append([]error(nil), h.errs...)
 }
 
-func writeConfig(t *testing.T, yaml string) string {
+func writeConfig(t *testing.T, yaml string) string { return writeTestFile(t, "clawhold.yaml", yaml) }
+
+// writeTestFile writes body to name in a new temporary directory.
+func writeTestFile(t *testing.T, name, body string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "clawhold.yaml")
-	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
