@@ -220,9 +220,7 @@ func (in *Instance) EnsureTenant(ctx context.Context, tenant string) error {
 	}
 	// The database first, registration second: a running clawhold up
 	// opens every registered tenant's database at once (its monitor), and
-	// must never open one this process is still creating. (Two SQLite
-	// processes racing over a new file's switch to WAL can leave one
-	// writing to a WAL the other has unlinked, invisible to everyone.)
+	// should never find one this process is still creating and migrating.
 	if _, err := in.Store.Tenant(ctx, tenant); err != nil {
 		return err
 	}
