@@ -72,7 +72,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "log what clawhold does to stderr")
 	root.AddCommand(a.versionCmd(), a.initCmd(), a.keysCmd(), a.secretsCmd(), a.egressCmd(), a.sandboxCmd(),
 		a.usersCmd(), a.sessionsCmd(), a.frontdoorCmd(), a.openclawCmd(), a.upCmd(), a.tenantsCmd(), a.cellsCmd(), a.backupCmd(), a.auditCmd(),
-		a.logsCmd(), a.rulesCmd(), a.alertsCmd(), a.baselinesCmd())
+		a.logsCmd(), a.rulesCmd(), a.alertsCmd(), a.baselinesCmd(), a.policyCmd())
 	return root
 }
 
