@@ -58,11 +58,34 @@ func (w *Watcher) openFanotify(class uint, openEvent uint64) error {
 // foreign opener are bounded by ProcTimeout; the Watcher's own opens are
 // answered at once; Accesses go to a bounded channel without waiting.
 func (w *Watcher) runFanotify() {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	w.readLoop("fanotify", func(buf []byte, pend *pendingOpens) {
+		for off := 0; off+unix.FAN_EVENT_METADATA_LEN <= len(buf); {
+			meta := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
+			if meta.Event_len < unix.FAN_EVENT_METADATA_LEN || off+int(meta.Event_len) > len(buf) {
+				break
+			}
+			off += int(meta.Event_len)
+			if meta.Vers != unix.FANOTIFY_METADATA_VERSION {
+				if meta.Fd >= 0 {
+					w.respond(meta)
+					unix.Close(int(meta.Fd))
+				}
+				continue
+			}
+			w.handleFan(meta, pend, timer)
+		}
+	})
+}
+
+// readLoop is the reader both kernel interfaces share: wait for events
+// (waking to sweep opens still pending), read a batch, hand it to parse,
+// sweep. It returns when the watcher closes.
+func (w *Watcher) readLoop(name string, parse func(buf []byte, pend *pendingOpens)) {
 	defer close(w.readerDone)
 	buf := make([]byte, 64<<10)
 	var pend pendingOpens
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	lastSweep := time.Now()
 	for {
 		wait := time.Duration(0) // block
@@ -79,26 +102,12 @@ func (w *Watcher) runFanotify() {
 			}
 			if err != nil || n <= 0 {
 				if err != nil && err != unix.EAGAIN {
-					w.log.Error("fanotify read", "err", err)
+					w.log.Error(name+" read", "err", err)
 					time.Sleep(10 * time.Millisecond) // don't spin on a persistent error
 				}
 				break
 			}
-			for off := 0; off+unix.FAN_EVENT_METADATA_LEN <= n; {
-				meta := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&buf[off]))
-				if meta.Event_len < unix.FAN_EVENT_METADATA_LEN || off+int(meta.Event_len) > n {
-					break
-				}
-				off += int(meta.Event_len)
-				if meta.Vers != unix.FANOTIFY_METADATA_VERSION {
-					if meta.Fd >= 0 {
-						w.respond(meta)
-						unix.Close(int(meta.Fd))
-					}
-					continue
-				}
-				w.handleFan(meta, &pend, timer)
-			}
+			parse(buf[:n], &pend)
 		}
 		if now := time.Now(); pend.n > 0 && now.Sub(lastSweep) >= w.opts.OpenTimeout/4 {
 			lastSweep = now

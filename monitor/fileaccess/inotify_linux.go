@@ -3,6 +3,7 @@
 package fileaccess
 
 import (
+	"bytes"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -25,52 +26,15 @@ func (w *Watcher) openInotify() error {
 }
 
 func (w *Watcher) runInotify() {
-	defer close(w.readerDone)
-	buf := make([]byte, 64<<10)
-	var pend pendingOpens
-	lastSweep := time.Now()
-	for {
-		wait := time.Duration(0)
-		if pend.n > 0 {
-			wait = w.opts.OpenTimeout / 2
+	w.readLoop("inotify", func(buf []byte, pend *pendingOpens) {
+		for off := 0; off+unix.SizeofInotifyEvent <= len(buf); {
+			ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+			nameb := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
+			off += unix.SizeofInotifyEvent + int(ev.Len)
+			name, _, _ := bytes.Cut(nameb, []byte{0})
+			w.handleInotify(ev.Wd, ev.Mask, string(name), pend)
 		}
-		if !w.waitReadable(wait) {
-			return
-		}
-		for {
-			n, err := unix.Read(w.kfd, buf)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil || n <= 0 {
-				if err != nil && err != unix.EAGAIN {
-					w.log.Error("inotify read", "err", err)
-					time.Sleep(10 * time.Millisecond)
-				}
-				break
-			}
-			for off := 0; off+unix.SizeofInotifyEvent <= n; {
-				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
-				nameb := buf[off+unix.SizeofInotifyEvent : off+unix.SizeofInotifyEvent+int(ev.Len)]
-				off += unix.SizeofInotifyEvent + int(ev.Len)
-				name := string(nameb[:clen(nameb)])
-				w.handleInotify(ev.Wd, ev.Mask, name, &pend)
-			}
-		}
-		if now := time.Now(); pend.n > 0 && now.Sub(lastSweep) >= w.opts.OpenTimeout/4 {
-			lastSweep = now
-			pend.sweep(now, w.opts.OpenTimeout, w.kindOf, w.emit)
-		}
-	}
-}
-
-func clen(b []byte) int {
-	for i, c := range b {
-		if c == 0 {
-			return i
-		}
-	}
-	return len(b)
+	})
 }
 
 func (w *Watcher) handleInotify(wd int32, mask uint32, name string, pend *pendingOpens) {
